@@ -1,0 +1,65 @@
+"""The application factory. Nothing happens at import; the lifespan owns every client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from llm_api.chat.activity import SessionActivity
+from llm_api.chat.router import router as chat_router
+from llm_api.chat.service import ChatLimits, ChatService
+from llm_api.engine.client import EngineClient, EngineLimits
+from llm_api.engine.models import ModelCatalog
+from llm_api.errors import install_error_handlers
+from llm_api.health.router import router as health_router
+from llm_api.health.service import HealthService
+from llm_api.limits import BodySizeLimit
+from llm_api.logs import configure_logging
+from llm_api.settings import Settings, load_settings
+
+
+def engine_limits(settings: Settings) -> EngineLimits:
+    return EngineLimits(
+        base_url=settings.engine_base_url,
+        request_timeout=settings.request_timeout,
+        health_timeout=settings.health_check_timeout,
+        pool_size=settings.connection_pool_size,
+        keepalive_expiry=settings.keepalive_expiry,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with EngineClient(engine_limits(settings)) as engine:
+            activity = SessionActivity()
+            models = ModelCatalog(engine, settings.model_name)
+            chat = ChatService(
+                engine,
+                models,
+                ChatLimits(settings.default_max_tokens, settings.max_tokens_cap),
+                activity,
+            )
+            yield {
+                "engine": engine,
+                "chat_service": chat,
+                "health_service": HealthService(engine, activity),
+            }
+
+    app = FastAPI(
+        title="PLG-AI LLM API",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(chat_router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,269 @@
+"""The boundary to the inference engine: OpenAI-compatible HTTP, nothing else.
+
+One :class:`EngineClient` lives for the whole app (built in the lifespan). It owns an
+aiohttp session with explicit pool limits and timeouts, and turns every transport or
+protocol failure into a domain error from :mod:`llm_api.errors`. aiohttp + orjson was
+chosen over httpx after measuring the relay cost per streamed chunk (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+
+from llm_api.errors import (
+    EngineBadResponse,
+    EngineError,
+    EngineRejected,
+    EngineTimeout,
+    EngineUnavailable,
+)
+
+JsonObject = dict[str, Any]
+_MAX_ERROR_TEXT = 500
+_HTTP_SERVICE_UNAVAILABLE = 503
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    base_url: str
+    request_timeout: float = 300.0
+    health_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    pool_size: int = 100
+    keepalive_expiry: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    owned_by: str
+    max_model_len: int | None
+
+
+class EngineClient:
+    """Talks to vLLM, llama-server or any OpenAI-compatible engine over HTTP."""
+
+    def __init__(self, limits: EngineLimits) -> None:
+        self.limits = limits
+        self.base_url = limits.base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.pool_size,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            # Loopback or a private network: no DNS cache churn, no proxies from the env.
+            use_dns_cache=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=self.limits.connect_timeout,
+                sock_read=self.limits.request_timeout,
+            ),
+            raise_for_status=False,
+            auto_decompress=False,
+            read_bufsize=1 << 20,  # long SSE lines (big tool-call chunks) stay one line
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("EngineClient used outside its 'async with' block")
+        return self._session
+
+    # --- generation ---------------------------------------------------------------------
+    async def stream_chat(self, payload: Mapping[str, Any]) -> AsyncGenerator[JsonObject, None]:
+        """Open a streaming chat completion and yield each parsed chunk.
+
+        The HTTP status is checked before the first chunk is yielded, so a caller that
+        awaits the first item learns of a refused request before answering its client.
+        Closing the generator (client gone, task cancelled) closes the upstream
+        connection, which is what makes the engine free the slot.
+        """
+        body = orjson.dumps({**payload, "stream": True})
+        response = await self._post("/v1/chat/completions", body)
+        try:
+            if response.status != 200:
+                raise await self._error_from(response)
+            async for chunk in _iter_sse_json(response):
+                yield chunk
+        except TimeoutError:
+            raise EngineTimeout("the inference engine stopped sending tokens") from None
+        except aiohttp.ClientError:
+            raise EngineUnavailable("the inference engine dropped the connection") from None
+        finally:
+            # close(), not release(): an unfinished body must not go back to the pool,
+            # and closing the socket is what tells the engine to abort the request.
+            response.close()
+
+    async def complete_chat(self, payload: Mapping[str, Any]) -> JsonObject:
+        body = orjson.dumps({**payload, "stream": False})
+        response = await self._post("/v1/chat/completions", body)
+        async with response:
+            if response.status != 200:
+                raise await self._error_from(response)
+            return await self._read_json(response)
+
+    async def tokenize(self, text: str) -> list[int]:
+        response = await self._post("/tokenize", orjson.dumps({"content": text}))
+        async with response:
+            if response.status != 200:
+                raise await self._error_from(response)
+            data = await self._read_json(response)
+        tokens = data.get("tokens")
+        if not isinstance(tokens, list):
+            raise EngineBadResponse("the engine's /tokenize answer has no token list")
+        return tokens
+
+    # --- introspection --------------------------------------------------------------------
+    async def is_healthy(self) -> bool:
+        try:
+            async with self.session.get(
+                self.base_url + "/health",
+                timeout=aiohttp.ClientTimeout(total=self.limits.health_timeout),
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def metrics_text(self) -> str:
+        try:
+            async with self.session.get(
+                self.base_url + "/metrics",
+                timeout=aiohttp.ClientTimeout(total=self.limits.health_timeout),
+            ) as response:
+                if response.status != 200:
+                    raise EngineBadResponse(f"the engine's /metrics answered {response.status}")
+                return await response.text()
+        except TimeoutError:
+            raise EngineTimeout("the engine's /metrics did not answer in time") from None
+        except aiohttp.ClientError:
+            raise EngineUnavailable("the inference engine is not reachable") from None
+
+    async def models(self) -> list[ModelInfo]:
+        try:
+            async with self.session.get(
+                self.base_url + "/v1/models",
+                timeout=aiohttp.ClientTimeout(total=self.limits.health_timeout),
+            ) as response:
+                if response.status != 200:
+                    raise await self._error_from(response)
+                data = await self._read_json(response)
+        except TimeoutError:
+            raise EngineTimeout("the engine's /v1/models did not answer in time") from None
+        except aiohttp.ClientError:
+            raise EngineUnavailable("the inference engine is not reachable") from None
+        found = []
+        for item in data.get("data") or []:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                max_len = item.get("max_model_len") or (item.get("meta") or {}).get("n_ctx_train")
+                found.append(
+                    ModelInfo(
+                        id=item["id"],
+                        owned_by=str(item.get("owned_by", "")),
+                        max_model_len=max_len if isinstance(max_len, int) else None,
+                    )
+                )
+        return found
+
+    # --- plumbing -----------------------------------------------------------------------
+    async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        try:
+            return await self.session.post(
+                self.base_url + path,
+                data=body,
+                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+            )
+        except TimeoutError:
+            raise EngineTimeout("the inference engine did not answer in time") from None
+        except aiohttp.ClientError:
+            raise EngineUnavailable("the inference engine is not reachable") from None
+
+    async def _read_json(self, response: aiohttp.ClientResponse) -> JsonObject:
+        try:
+            data = orjson.loads(await response.read())
+        except orjson.JSONDecodeError:
+            raise EngineBadResponse("the inference engine answered with invalid JSON") from None
+        except TimeoutError:
+            raise EngineTimeout("the inference engine did not answer in time") from None
+        except aiohttp.ClientError:
+            raise EngineUnavailable("the inference engine dropped the connection") from None
+        if not isinstance(data, dict):
+            raise EngineBadResponse("the inference engine answered with unexpected JSON")
+        return data
+
+    async def _error_from(self, response: aiohttp.ClientResponse) -> EngineError:
+        try:
+            raw = await asyncio.wait_for(response.content.read(64 * 1024), timeout=5)
+        except (TimeoutError, aiohttp.ClientError):
+            raw = b""
+        reason = _engine_reason(raw) or f"status {response.status}"
+        if 400 <= response.status < 500:
+            return EngineRejected(
+                f"the engine rejected the request: {reason}", upstream_status=response.status
+            )
+        if response.status == _HTTP_SERVICE_UNAVAILABLE:
+            return EngineUnavailable(f"the inference engine is not ready: {reason}")
+        return EngineBadResponse(f"the inference engine failed: {reason}")
+
+
+def _engine_reason(raw: bytes) -> str:
+    """The human part of an engine's error body (vLLM and llama-server shapes)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()[:_MAX_ERROR_TEXT]
+    message: object = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+        elif isinstance(error, str):
+            message = error
+        message = message or data.get("message") or data.get("detail")
+    return str(message or "").strip()[:_MAX_ERROR_TEXT]
+
+
+async def _iter_sse_json(response: aiohttp.ClientResponse) -> AsyncIterator[JsonObject]:
+    """Parse an OpenAI-style SSE body: ``data: {json}`` lines until ``data: [DONE]``."""
+    async for line in response.content:
+        if not line.startswith(b"data:"):
+            if line.startswith(b"error:"):
+                raise EngineBadResponse(
+                    "the inference engine reported an error: " + _engine_reason(line[6:])
+                )
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise EngineBadResponse("the inference engine sent an unreadable chunk") from None
+        if isinstance(chunk, dict):
+            if "error" in chunk:
+                raise EngineBadResponse(
+                    "the inference engine reported an error: " + _engine_reason(data)
+                )
+            yield chunk

@@ -1,0 +1,175 @@
+"""The gateway's exception tree and its one mapping to HTTP.
+
+::
+
+    ApiError                         status  type
+    ├── InvalidRequest                 422   invalid_request_error
+    │   └── ContextTooLong             422   context_length_exceeded
+    ├── PayloadTooLarge                413   payload_too_large
+    ├── NotFound                       404   not_found_error
+    │   └── SessionNotFound            404
+    ├── Conflict                       409   conflict_error
+    └── EngineError                    502   engine_error
+        ├── EngineUnavailable          503   engine_unavailable   (retryable)
+        ├── EngineTimeout              504   engine_timeout       (retryable)
+        ├── EngineRejected            4xx    engine_rejected      (the engine's own 4xx reason)
+        └── EngineBadResponse          502   engine_bad_response
+
+Domain code raises these; :func:`install_error_handlers` maps them to one JSON envelope,
+shaped like OpenAI's so that one client-side parser serves both API families::
+
+    {"error": {"message": "...", "type": "...", "param": null, "code": "..."}}
+
+Messages are written for the caller and never include ``str()`` of a foreign exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def code(self) -> str:
+        return self.type
+
+
+class InvalidRequest(ApiError):
+    status = 422
+    type = "invalid_request_error"
+
+
+class ContextTooLong(InvalidRequest):
+    type = "context_length_exceeded"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "payload_too_large"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "not_found_error"
+
+
+class SessionNotFound(NotFound):
+    pass
+
+
+class Conflict(ApiError):
+    status = 409
+    type = "conflict_error"
+
+
+class EngineError(ApiError):
+    status = 502
+    type = "engine_error"
+
+
+class EngineUnavailable(EngineError):
+    status = 503
+    type = "engine_unavailable"
+    retryable = True
+
+
+class EngineTimeout(EngineError):
+    status = 504
+    type = "engine_timeout"
+    retryable = True
+
+
+class EngineBadResponse(EngineError):
+    status = 502
+    type = "engine_bad_response"
+
+
+class EngineRejected(EngineError):
+    """The engine refused the request as invalid (its 4xx); the caller must change it."""
+
+    type = "engine_rejected"
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message)
+        # A 400 from the engine is the caller's fault, reported as such; other 4xx
+        # (404 unknown model, 413) keep their meaning.
+        self.upstream_status = upstream_status if 400 <= upstream_status < 500 else 400
+
+    @property
+    def status_code(self) -> int:
+        return self.upstream_status
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def api_error_response(exc: ApiError) -> Response:
+    headers = {"Retry-After": "5"} if exc.retryable else None
+    body = error_body(exc.message, exc.type, param=exc.param, code=exc.code)
+    return json_response(exc.status_code, body, headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    problems: list[str] = []
+    first_param: str | None = None
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        first_param = first_param or where
+        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            message = "request body is not valid JSON"
+            where = "body"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems) or "invalid request", first_param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+        return api_error_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+        message, param = _describe_validation(exc)
+        return json_response(
+            422, error_body(message, InvalidRequest.type, param=param, code="invalid_value")
+        )
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+        kind = "not_found_error" if exc.status_code == 404 else "http_error"
+        headers = dict(exc.headers) if exc.headers else None
+        return json_response(exc.status_code, error_body(str(exc.detail), kind, code=kind), headers)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

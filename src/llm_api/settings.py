@@ -1,0 +1,150 @@
+"""Configuration: one pydantic-settings class, every variable prefixed ``LLM_API_``.
+
+Settings are validated once, at start-up; a bad value stops the process with one line
+naming the variable (see :func:`load_settings`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VLLM_MODEL = "gaunernst/gemma-3-12b-it-qat-autoawq"
+DEFAULT_LLAMACPP_MODEL = "gemma-3-270m"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class EngineKind(StrEnum):
+    AUTO = "auto"
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+    EXTERNAL = "external"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLM_API_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    # --- the seed's table -------------------------------------------------------------
+    base_url: str | None = Field(
+        default=None,
+        description="Seed name for the engine's OpenAI base URL; same meaning as ENGINE_URL.",
+    )
+    host: str = "0.0.0.0"  # noqa: S104 - a server binds all interfaces unless told otherwise
+    port: Port = 8090
+    vllm_port: Port = Field(default=8060, description="Port of the engine the supervisor starts.")
+    model_name: str | None = Field(
+        default=None, description="Model to serve / ask for; default depends on the engine."
+    )
+    log_level: str = "INFO"
+    request_timeout: float = Field(default=300.0, gt=0)
+    health_check_timeout: float = Field(default=5.0, gt=0)
+    connection_pool_size: int = Field(default=100, ge=1)
+    max_keepalive_connections: int = Field(default=50, ge=0)
+    keepalive_expiry: float = Field(default=60.0, ge=0)
+
+    # --- engine ---------------------------------------------------------------------------
+    engine: EngineKind = EngineKind.AUTO
+    engine_url: AnyHttpUrl | None = None
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    max_model_len: int = Field(default=8192, ge=256)
+    engine_parallel: int = Field(default=4, ge=1, description="llama-server slots (-np).")
+    engine_threads: int | None = Field(default=None, ge=1)
+    engine_start_timeout: float = Field(default=900.0, gt=0)
+    vllm_command: str | None = Field(
+        default=None,
+        description="Command line that starts vLLM; {model} {port} {tp} {max_model_len} filled in.",
+    )
+    model_path: Path | None = Field(
+        default=None, description="GGUF file for llama-server; default: the bundled model."
+    )
+    data_dir: Path = Path("data")
+
+    # --- gateway --------------------------------------------------------------------------
+    workers: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=1)
+    log_format: LogFormat = LogFormat.TEXT
+    default_max_tokens: int = Field(default=1024, ge=1)
+    max_tokens_cap: int = Field(default=4096, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_messages: int = Field(default=500, ge=1)
+    max_message_chars: int = Field(default=100_000, ge=1)
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+        return level
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no model file at {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError("LLM_API_DEFAULT_MAX_TOKENS must not exceed LLM_API_MAX_TOKENS_CAP")
+        if self.max_tokens_cap >= self.max_model_len:
+            raise ValueError("LLM_API_MAX_TOKENS_CAP must be below LLM_API_MAX_MODEL_LEN")
+        return self
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def external_url(self) -> str | None:
+        """The engine URL the operator gave (ENGINE_URL, else the seed's BASE_URL)."""
+        raw = str(self.engine_url) if self.engine_url is not None else self.base_url
+        if not raw:
+            return None
+        raw = raw.rstrip("/")
+        # The seed's BASE_URL was an OpenAI base ("…/v1"); the client adds paths itself.
+        return raw.removesuffix("/v1")
+
+    @property
+    def engine_base_url(self) -> str:
+        """Where the gateway finds the engine: the external URL, else the one we launch."""
+        return self.external_url or f"http://127.0.0.1:{self.vllm_port}"
+
+
+class SettingsError(Exception):
+    """Configuration that cannot work; the message is one line naming the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic accepts field kwargs
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in error["loc"]]
+        name = "LLM_API_" + loc[0].upper() if loc else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if loc else message)
+    return "invalid configuration: " + "; ".join(parts)
