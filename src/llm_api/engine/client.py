@@ -103,19 +103,26 @@ class EngineClient:
         """
         body = orjson.dumps({**payload, "stream": True})
         response = await self._post("/v1/chat/completions", body)
+        finished = False
         try:
             if response.status != 200:
                 raise await self._error_from(response)
             async for chunk in _iter_sse_json(response):
                 yield chunk
+            # Read the few bytes after [DONE] so the connection can go back to the pool.
+            await response.content.read()
+            finished = True
         except TimeoutError:
             raise EngineTimeout("the inference engine stopped sending tokens") from None
         except aiohttp.ClientError:
             raise EngineUnavailable("the inference engine dropped the connection") from None
         finally:
-            # close(), not release(): an unfinished body must not go back to the pool,
-            # and closing the socket is what tells the engine to abort the request.
-            response.close()
+            if finished:
+                response.release()
+            else:
+                # close(), not release(): an unfinished body must not go back to the pool,
+                # and closing the socket is what tells the engine to abort the request.
+                response.close()
 
     async def complete_chat(self, payload: Mapping[str, Any]) -> JsonObject:
         body = orjson.dumps({**payload, "stream": False})
