@@ -270,7 +270,7 @@ async def real_scenario(rounds: int) -> list[dict[str, Any]]:
         direct_body = {**common, "messages": [system, *messages], "model": "gemma-3-270m"}
         await run_round(gateway_url + "/api/chat/stream", common, 1, gateway=True)
         scenario = Scenario(
-            "llama-server-gemma3-270m", engine_url, gateway_url, direct_body, common
+            "llama-server-gemma3-270m", engine_url, gateway_url, direct_body, common, gateway.pid
         )
         return [await interleave(scenario, streams, rounds) for streams in (1, 4)]
     finally:
