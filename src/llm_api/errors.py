@@ -13,7 +13,8 @@
         ├── EngineUnavailable          503   engine_unavailable   (retryable)
         ├── EngineTimeout              504   engine_timeout       (retryable)
         ├── EngineRejected            4xx    engine_rejected      (the engine's own 4xx reason)
-        └── EngineBadResponse          502   engine_bad_response
+        ├── EngineBadResponse          502   engine_bad_response
+        └── ModelOutputInvalid         502   model_output_invalid (no valid answer after a retry)
 
 Domain code raises these; :func:`install_error_handlers` maps them to one JSON envelope,
 shaped like OpenAI's so that one client-side parser serves both API families::
@@ -101,6 +102,13 @@ class EngineTimeout(EngineError):
 class EngineBadResponse(EngineError):
     status = 502
     type = "engine_bad_response"
+
+
+class ModelOutputInvalid(EngineError):
+    """The model's answer did not fit the required schema, even after one retry."""
+
+    status = 502
+    type = "model_output_invalid"
 
 
 class EngineRejected(EngineError):

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=500, ge=1)
     max_message_chars: int = Field(default=100_000, ge=1)
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    max_email_chars: int = Field(
+        default=100_000, ge=1, description="Longest email_content accepted (413 above it)."
+    )
 
     @field_validator("log_level")
     @classmethod
