@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Longest email_content accepted (413 above it)."
     )
 
+    # --- observability ------------------------------------------------------------------
+    request_log_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL of the request log; default: SQLite in DATA_DIR.",
+    )
+    request_log_retention_days: float = Field(default=7.0, gt=0)
+    request_log_flush_seconds: float = Field(default=1.0, gt=0)
+    health_sample_seconds: float = Field(default=15.0, gt=0)
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
