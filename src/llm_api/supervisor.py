@@ -183,11 +183,10 @@ class Supervisor:
 
     # --- steps --------------------------------------------------------------------------
     def _wait_for_engine(self, plan: EnginePlan) -> bool:
-        timeout = (
-            self.settings.engine_start_timeout
-            if plan.launches
-            else max(self.settings.health_check_timeout * 6, 30.0)
-        )
+        # An external engine should already be up: give it a short grace, not minutes.
+        timeout = self.settings.engine_start_timeout
+        if not plan.launches:
+            timeout = min(timeout, 30.0)
         deadline = time.monotonic() + timeout
         with Progress(
             SpinnerColumn(),
