@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from llm_api.chat.activity import SessionActivity
 from llm_api.chat.router import router as chat_router
 from llm_api.chat.service import ChatLimits, ChatService
+from llm_api.email.router import router as email_router
+from llm_api.email.service import EmailLimits, EmailService
 from llm_api.engine.client import EngineClient, EngineLimits
 from llm_api.engine.models import ModelCatalog
 from llm_api.errors import install_error_handlers
@@ -49,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield {
                 "engine": engine,
                 "chat_service": chat,
+                "email_service": EmailService(
+                    engine, models, EmailLimits.from_settings(settings)
+                ),
                 "health_service": HealthService(engine, activity),
             }
 
@@ -61,5 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(chat_router)
+    app.include_router(email_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from llm_api.chat.service import ChatService
+from llm_api.email.service import EmailService
 from llm_api.health.service import HealthService
 from llm_api.settings import Settings
 
@@ -19,6 +20,10 @@ def get_chat_service(request: Request) -> ChatService:
     return cast(ChatService, request.state.chat_service)
 
 
+def get_email_service(request: Request) -> EmailService:
+    return cast(EmailService, request.state.email_service)
+
+
 def get_health_service(request: Request) -> HealthService:
     return cast(HealthService, request.state.health_service)
 
@@ -26,3 +31,4 @@ def get_health_service(request: Request) -> HealthService:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
+EmailServiceDep = Annotated[EmailService, Depends(get_email_service)]

@@ -1,0 +1,40 @@
+"""``/api/tasks/extract``, ``/api/summarization/summarize``, ``/api/title/generate``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from llm_api.deps import EmailServiceDep
+from llm_api.email.schemas import (
+    SummarizeRequest,
+    SummaryPublic,
+    TaskExtractRequest,
+    TaskPublic,
+    TitlePublic,
+    TitleRequest,
+)
+
+router = APIRouter(tags=["email"])
+
+_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    413: {"description": "The email is longer than LLM_API_MAX_EMAIL_CHARS"},
+    422: {"description": "Invalid request"},
+    502: {"description": "The model gave no valid answer, even after a retry"},
+    503: {"description": "The inference engine is unavailable"},
+    504: {"description": "The inference engine did not answer in time"},
+}
+
+
+@router.post("/api/tasks/extract", responses=_ERROR_RESPONSES)
+async def extract_tasks(body: TaskExtractRequest, service: EmailServiceDep) -> list[TaskPublic]:
+    return await service.extract_tasks(body.email_content, body.language)
+
+
+@router.post("/api/summarization/summarize", responses=_ERROR_RESPONSES)
+async def summarize(body: SummarizeRequest, service: EmailServiceDep) -> SummaryPublic:
+    return await service.summarize(body.email_content, body.length, body.language)
+
+
+@router.post("/api/title/generate", responses=_ERROR_RESPONSES)
+async def generate_title(body: TitleRequest, service: EmailServiceDep) -> TitlePublic:
+    return await service.generate_title(body.user_message, body.language)
