@@ -4,10 +4,13 @@
 
     ApiError                         status  type
     ├── InvalidRequest                 422   invalid_request_error
-    │   └── ContextTooLong             422   context_length_exceeded
+    │   ├── ContextTooLong             422   context_length_exceeded
+    │   └── BadRequest                 400   invalid_request_error (OpenAI's status, /v1)
+    │       └── UnsupportedParameter   400   code: unsupported_parameter
     ├── PayloadTooLarge                413   payload_too_large
     ├── NotFound                       404   not_found_error
-    │   └── SessionNotFound            404
+    │   ├── SessionNotFound            404
+    │   └── ModelNotFound              404   invalid_request_error, code: model_not_found
     ├── Conflict                       409   conflict_error
     └── EngineError                    502   engine_error
         ├── EngineUnavailable          503   engine_unavailable   (retryable)
@@ -33,6 +36,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from llm_api.observability.context import current_request
+from llm_api.observability.metrics import ENGINE_ERRORS
 
 
 class ApiError(Exception):
@@ -63,6 +69,20 @@ class ContextTooLong(InvalidRequest):
     type = "context_length_exceeded"
 
 
+class BadRequest(InvalidRequest):
+    """An invalid value on the OpenAI-compatible API, which answers 400 as OpenAI does."""
+
+    status = 400
+
+
+class UnsupportedParameter(BadRequest):
+    """A parameter this server cannot honour: refused rather than silently dropped."""
+
+    @property
+    def code(self) -> str:
+        return "unsupported_parameter"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     type = "payload_too_large"
@@ -75,6 +95,14 @@ class NotFound(ApiError):
 
 class SessionNotFound(NotFound):
     pass
+
+
+class ModelNotFound(NotFound):
+    type = "invalid_request_error"  # OpenAI's shape for an unknown model
+
+    @property
+    def code(self) -> str:
+        return "model_not_found"
 
 
 class Conflict(ApiError):
@@ -160,9 +188,20 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(problems) or "invalid request", first_param
 
 
+def note_api_error(exc: ApiError, *, in_stream: bool) -> None:
+    """Count engine failures and tag the request's log record with the error type."""
+    record = current_request()
+    if record is not None:
+        record.error_type = exc.type
+        record.stream_error = record.stream_error or in_stream
+    if isinstance(exc, EngineError):
+        ENGINE_ERRORS.labels(exc.type, "in_stream" if in_stream else "before_first_byte").inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+        note_api_error(exc, in_stream=False)
         return api_error_response(exc)
 
     async def on_validation(_: Request, exc: Exception) -> Response:
