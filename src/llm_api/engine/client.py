@@ -124,6 +124,43 @@ class EngineClient:
                 # and closing the socket is what tells the engine to abort the request.
                 response.close()
 
+    async def stream_chat_lines(self, body: bytes) -> AsyncGenerator[bytes, None]:
+        """Like :meth:`stream_chat`, for relays: yield each ``data:`` payload as raw bytes.
+
+        ``body`` is the finished JSON request (``"stream": true`` included). Nothing is
+        parsed here, so passing chunks on costs one slice per line; the caller looks inside
+        only the chunks it cares about. Same contract as :meth:`stream_chat`: the status
+        is checked before the first item, ``[DONE]`` ends the iteration (and is not
+        yielded), an ``error:`` line raises, and closing early closes the upstream request.
+        """
+        response = await self._post("/v1/chat/completions", body)
+        finished = False
+        try:
+            if response.status != 200:
+                raise await self._error_from(response)
+            async for line in response.content:
+                if line.startswith(b"data:"):
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        await response.content.read()
+                        finished = True
+                        return
+                    yield data
+                elif line.startswith(b"error:"):
+                    raise EngineBadResponse(
+                        "the inference engine reported an error: " + _engine_reason(line[6:])
+                    )
+            raise EngineUnavailable("the inference engine ended the stream without [DONE]")
+        except TimeoutError:
+            raise EngineTimeout("the inference engine stopped sending tokens") from None
+        except aiohttp.ClientError:
+            raise EngineUnavailable("the inference engine dropped the connection") from None
+        finally:
+            if finished:
+                response.release()
+            else:
+                response.close()  # see stream_chat: this is what aborts the engine request
+
     async def complete_chat(self, payload: Mapping[str, Any]) -> JsonObject:
         body = orjson.dumps({**payload, "stream": False})
         response = await self._post("/v1/chat/completions", body)
