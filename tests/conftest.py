@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,9 +50,23 @@ async def serve_gateway(settings: Settings) -> AsyncIterator[str]:
 
 
 def gateway_settings(engine_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"engine_url": engine_url, "health_check_timeout": 1.0}
+    # Background title calls would add requests to the fake engine's log that tests of other
+    # features do not expect; tests of titles turn them on (chat_titles=True).
+    values: dict[str, Any] = {
+        "engine_url": engine_url,
+        "health_check_timeout": 1.0,
+        "chat_titles": False,
+    }
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's gateway keeps its conversation store (SQLite file) in its own folder."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("LLM_API_DATA_DIR", str(data_dir))
+    return data_dir
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ from fastapi import FastAPI
 from llm_api.chat.activity import SessionActivity
 from llm_api.chat.router import router as chat_router
 from llm_api.chat.service import ChatLimits, ChatService
+from llm_api.chat.sessions_router import router as sessions_router
+from llm_api.chat.store import open_store
+from llm_api.chat.titles import TitleWriter
 from llm_api.email.router import router as email_router
 from llm_api.email.service import EmailLimits, EmailService
 from llm_api.engine.client import EngineClient, EngineLimits
@@ -40,22 +43,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with EngineClient(engine_limits(settings)) as engine:
-            activity = SessionActivity()
+            store = await open_store(
+                settings.database_url,
+                settings.data_dir,
+                busy_timeout=settings.database_busy_timeout,
+            )
+            activity = SessionActivity(store, settings.active_session_minutes)
             models = ModelCatalog(engine, settings.model_name)
+            titles = TitleWriter(engine, models, store) if settings.chat_titles else None
             chat = ChatService(
                 engine,
                 models,
-                ChatLimits(settings.default_max_tokens, settings.max_tokens_cap),
-                activity,
+                ChatLimits(
+                    settings.default_max_tokens,
+                    settings.max_tokens_cap,
+                    max_model_len=settings.max_model_len,
+                    stale_streaming_seconds=settings.request_timeout + 60,
+                ),
+                store,
+                titles,
             )
             yield {
                 "engine": engine,
                 "chat_service": chat,
+                "session_store": store,
                 "email_service": EmailService(
                     engine, models, EmailLimits.from_settings(settings)
                 ),
                 "health_service": HealthService(engine, activity),
             }
+            # Reached on shutdown only: a failed start-up has nothing to wind down.
+            await chat.close()
+            if titles is not None:
+                await titles.close()
+            await store.close()
 
     app = FastAPI(
         title="PLG-AI LLM API",
@@ -66,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(chat_router)
+    app.include_router(sessions_router)
     app.include_router(email_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -1,4 +1,8 @@
-"""Typed dependencies: what a route needs, resolved from the app's lifespan state."""
+"""Typed dependencies: what a route needs, resolved from the app's lifespan state.
+
+Every dependency is ``async def`` although none awaits: FastAPI runs a plain ``def``
+dependency in a thread pool, and that thread hop per request showed in the relay profile.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,34 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from llm_api.chat.service import ChatService
+from llm_api.chat.store import DEFAULT_OWNER, SessionStore
 from llm_api.email.service import EmailService
 from llm_api.health.service import HealthService
 from llm_api.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     return cast(ChatService, request.state.chat_service)
 
 
-def get_email_service(request: Request) -> EmailService:
+async def get_email_service(request: Request) -> EmailService:
     return cast(EmailService, request.state.email_service)
 
 
-def get_health_service(request: Request) -> HealthService:
+async def get_session_store(request: Request) -> SessionStore:
+    return cast(SessionStore, request.state.session_store)
+
+
+async def get_owner() -> str:
+    """Whose conversations a request sees. One owner for now; API keys will name owners."""
+    return DEFAULT_OWNER
+
+
+async def get_health_service(request: Request) -> HealthService:
     return cast(HealthService, request.state.health_service)
 
 
@@ -32,3 +46,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 EmailServiceDep = Annotated[EmailService, Depends(get_email_service)]
+SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
+OwnerDep = Annotated[str, Depends(get_owner)]

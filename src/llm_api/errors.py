@@ -12,6 +12,7 @@
     │   ├── SessionNotFound            404
     │   └── ModelNotFound              404   invalid_request_error, code: model_not_found
     ├── Conflict                       409   conflict_error
+    ├── StoreUnavailable               503   store_unavailable    (retryable)
     └── EngineError                    502   engine_error
         ├── EngineUnavailable          503   engine_unavailable   (retryable)
         ├── EngineTimeout              504   engine_timeout       (retryable)
@@ -108,6 +109,14 @@ class ModelNotFound(NotFound):
 class Conflict(ApiError):
     status = 409
     type = "conflict_error"
+
+
+class StoreUnavailable(ApiError):
+    """The conversation store is locked, full or unreachable; nothing was written."""
+
+    status = 503
+    type = "store_unavailable"
+    retryable = True
 
 
 class EngineError(ApiError):

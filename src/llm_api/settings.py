@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path("data")
 
+    # --- conversations --------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the conversation store (postgresql+asyncpg://…); "
+        "default: a SQLite file in LLM_API_DATA_DIR.",
+    )
+    database_busy_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a locked database before 503."
+    )
+    active_session_minutes: float = Field(
+        default=30.0, gt=0, description="A session is active if it had a message this recently."
+    )
+    chat_titles: bool = Field(
+        default=True, description="Name new conversations after their first exchange."
+    )
+
     # --- gateway --------------------------------------------------------------------------
     workers: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=1)
     log_format: LogFormat = LogFormat.TEXT

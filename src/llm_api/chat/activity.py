@@ -1,21 +1,19 @@
-"""Sessions seen recently, for ``active_sessions`` until conversations are stored."""
+"""``active_sessions``: sessions with a message in the last LLM_API_ACTIVE_SESSION_MINUTES.
+
+Counted in the store, so every worker and replica reports the same number.
+"""
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
+
+from llm_api.chat.store import SessionStore, utcnow
 
 
 class SessionActivity:
-    """Last-seen times of session ids in this process; stale ones are pruned on read."""
+    def __init__(self, store: SessionStore, window_minutes: float = 30.0) -> None:
+        self._store = store
+        self._window = timedelta(minutes=window_minutes)
 
-    def __init__(self, window_seconds: float = 30 * 60) -> None:
-        self._window = window_seconds
-        self._last_seen: dict[str, float] = {}
-
-    def touch(self, session_id: str) -> None:
-        self._last_seen[session_id] = time.monotonic()
-
-    def active_count(self) -> int:
-        horizon = time.monotonic() - self._window
-        self._last_seen = {k: t for k, t in self._last_seen.items() if t >= horizon}
-        return len(self._last_seen)
+    async def active_count(self) -> int:
+        return await self._store.active_session_count(utcnow() - self._window)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,14 +13,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from llm_api.chat.schemas import ChatRequest
 from llm_api.chat.service import ChatReply
-from llm_api.deps import ChatServiceDep, SettingsDep
-from llm_api.errors import ApiError, json_response
+from llm_api.deps import ChatServiceDep, OwnerDep, SettingsDep
+from llm_api.errors import ApiError, json_response, note_api_error
+from llm_api.observability.context import note_usage
+from llm_api.observability.metrics import UPSTREAM_ABORTS
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
 
 _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    422: {"description": "Invalid request"},
+    409: {"description": "Another request is adding to this session"},
+    422: {"description": "Invalid request, or the newest message exceeds the context"},
     503: {"description": "The inference engine is unavailable"},
     504: {"description": "The inference engine did not answer in time"},
 }
@@ -33,8 +37,10 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         **_ERROR_RESPONSES,
     },
 )
-async def chat_stream(body: ChatRequest, chat: ChatServiceDep, settings: SettingsDep) -> Response:
-    reply = await chat.start_reply(body)
+async def chat_stream(
+    body: ChatRequest, chat: ChatServiceDep, settings: SettingsDep, owner: OwnerDep
+) -> Response:
+    reply = await chat.start_reply(body, owner)
     headers = {"X-Session-ID": reply.session_id, "Cache-Control": "no-store"}
     if not body.stream:
         return await _collect(reply, headers)
@@ -56,17 +62,25 @@ async def _events(reply: ChatReply) -> AsyncIterator[ServerSentEvent]:
     try:
         async for text in reply.deltas:
             yield _data({"type": "content", "content": text})
+        note_usage(reply.outcome.usage)
+    except (GeneratorExit, asyncio.CancelledError):
+        # The client went away mid-stream; unwinding closes the engine request.
+        UPSTREAM_ABORTS.labels("/api/chat/stream").inc()
+        raise
     except ApiError as exc:
+        note_api_error(exc, in_stream=True)
         log.warning("chat stream failed after start: %s", exc.type)
         yield _data({"type": "error", "error": exc.message, "retryable": exc.retryable})
         return
-    yield _data(
-        {
-            "type": "done",
-            "session_id": reply.session_id,
-            "finish_reason": reply.outcome.finish_reason,
-        }
-    )
+    done: dict[str, object] = {
+        "type": "done",
+        "session_id": reply.session_id,
+        "finish_reason": reply.outcome.finish_reason,
+    }
+    if reply.truncated_messages:
+        # Only when something was left out, so the common event keeps the seed's shape.
+        done["truncated_messages"] = reply.truncated_messages
+    yield _data(done)
 
 
 async def _collect(reply: ChatReply, headers: dict[str, str]) -> Response:

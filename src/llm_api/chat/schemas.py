@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -47,3 +48,38 @@ class ChatRequest(BaseModel):
         if messages[-1].role != "user":
             raise ValueError("the last message must have role 'user'")
         return messages
+
+
+# --- stored conversations (``/api/sessions``) -------------------------------------------------
+MessageStatus = Literal["streaming", "complete", "interrupted", "error"]
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    title: str | None
+    language: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummary]
+    next: str | None
+
+
+class MessagePublic(BaseModel):
+    role: str
+    content: str
+    status: MessageStatus
+    created_at: datetime
+
+
+class SessionPublic(SessionSummary):
+    messages: list[MessagePublic]
+
+
+class SessionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]

@@ -1,20 +1,65 @@
-"""Chat replies: build the prompt, open the engine stream, hand back domain events."""
+"""Chat replies: reconcile with the stored session, fit the context, stream, persist.
+
+A turn's life, as the store sees it:
+
+1. The session's stored history is read and the request's new messages found
+   (:mod:`llm_api.chat.history`); the prompt is fitted to the context window
+   (:mod:`llm_api.chat.context`). Nothing is written yet, so a too-long message (422) or
+   an engine that is down (503) leaves no trace.
+2. The new messages and a ``streaming`` assistant placeholder are committed together.
+3. The engine stream is opened and its first chunk awaited; only then does the router
+   answer 200 and send the first token.
+4. When the stream ends, however it ends, the reply's text and status are committed
+   (``complete``, ``interrupted`` on disconnect or cancellation, ``error`` on an engine
+   failure) before the ``done`` event goes out. The write runs in its own task, shielded,
+   so a cancelled stream cannot abandon it.
+
+Concurrent requests on one session are rejected with 409 (never interleaved): a reply that
+is still streaming, or a write that lands between another request's read and write,
+makes the later request fail without writing anything.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from llm_api.chat.activity import SessionActivity
+from llm_api.chat.context import ContextBudget, PromptMessage
+from llm_api.chat.history import Incoming, TurnKind, TurnPlan, plan_turn
 from llm_api.chat.language import resolve_language
 from llm_api.chat.prompts import SYSTEM_PROMPTS
 from llm_api.chat.schemas import ChatRequest, Language
+from llm_api.chat.store import (
+    COMPLETE,
+    DEFAULT_OWNER,
+    ERROR,
+    INTERRUPTED,
+    STREAMING,
+    NewMessage,
+    SessionHistory,
+    SessionStore,
+    StoredMessage,
+    utcnow,
+)
+from llm_api.chat.titles import TitleWriter
 from llm_api.engine.client import EngineClient, JsonObject
 from llm_api.engine.models import ModelCatalog
-from llm_api.errors import EngineBadResponse, InvalidRequest
+from llm_api.errors import (
+    ApiError,
+    Conflict,
+    EngineBadResponse,
+    InvalidRequest,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+_FINISH_RETRY_DELAYS = (0.2, 1.0, 3.0)
 
 
 def new_session_id() -> str:
@@ -35,12 +80,26 @@ class ChatReply:
     language: Language
     deltas: AsyncIterator[str]
     outcome: ReplyOutcome
+    truncated_messages: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
     default_max_tokens: int
     max_tokens_cap: int
+    max_model_len: int = 8192
+    # A placeholder older than this is taken as abandoned (its worker died), not busy.
+    stale_streaming_seconds: float = 360.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    owner: str
+    session_id: str
+    language: Language
+    assistant_pk: int
+    first_user_text: str
+    wants_title: bool
 
 
 class ChatService:
@@ -49,18 +108,23 @@ class ChatService:
         engine: EngineClient,
         models: ModelCatalog,
         limits: ChatLimits,
-        activity: SessionActivity,
+        store: SessionStore,
+        titles: TitleWriter | None = None,
     ) -> None:
         self._engine = engine
         self._models = models
         self._limits = limits
-        self._activity = activity
+        self._store = store
+        self._titles = titles
+        self._context = ContextBudget(engine)
+        self._writes: set[asyncio.Task[None]] = set()
 
-    async def start_reply(self, request: ChatRequest) -> ChatReply:
-        """Open the engine stream and wait for its first chunk.
+    async def start_reply(self, request: ChatRequest, owner: str = DEFAULT_OWNER) -> ChatReply:
+        """Store the turn, open the engine stream and wait for its first chunk.
 
-        Everything that can be refused (bad limits, engine down, engine rejecting the
-        prompt) fails here, before the caller has sent a byte to its client.
+        Everything that can be refused (bad limits, a conflicting or too-long turn, engine
+        down or rejecting the prompt, store unavailable) fails here, before the caller has
+        sent a byte to its client.
         """
         max_tokens = request.max_tokens or self._limits.default_max_tokens
         if max_tokens > self._limits.max_tokens_cap:
@@ -68,48 +132,190 @@ class ChatService:
                 f"max_tokens must be at most {self._limits.max_tokens_cap}", param="max_tokens"
             )
         session_id = request.session_id or new_session_id()
-        language = resolve_language(request.language, request.messages[-1].content)
+        history = await self._store.history(owner, session_id) if request.session_id else None
+        if history is not None and request.language is Language.AUTO:
+            # The session's language keeps the system prompt, and so the cached prefix, stable.
+            language = Language(history.info.language)
+        else:
+            language = resolve_language(request.language, request.messages[-1].content)
+        stored = history.messages if history else []
+        self._refuse_if_busy(stored)
+        incoming = [Incoming(m.role, m.content) for m in request.messages if m.role != "system"]
+        plan = plan_turn(stored, incoming)
+        if plan.kind is TurnKind.REPLAY:
+            assert plan.target is not None  # noqa: S101 - plan_turn sets it for replays
+            return _replay(session_id, language, plan.target)
+
+        first = request.messages[0]
+        system = first.content if first.role == "system" else SYSTEM_PROMPTS[language]
+        prior = stored[:-1] if plan.kind is TurnKind.REGENERATE else stored
+        candidates = [
+            PromptMessage(m.role, m.content, m.token_count, m.pk) for m in prior if m.content
+        ]
+        new = [PromptMessage(m.role, m.content) for m in plan.new]
+        model = await self._models.served()
+        fitted = await self._context.fit(
+            system, candidates + new, budget=self._budget(model.max_model_len, max_tokens)
+        )
+        turn = await self._record(
+            owner, session_id, language, history, plan, new=new, counted=fitted.counted
+        )
+
         payload: dict[str, Any] = {
-            "model": await self._models.model_id(),
-            "messages": self._prompt(request, language),
+            "model": model.id,
+            "messages": [{"role": "system", "content": system}, *_alternating(fitted.messages)],
             "max_tokens": max_tokens,
             "stream_options": {"include_usage": True},
         }
         if request.temperature is not None:
             payload["temperature"] = request.temperature
-
         chunks = self._engine.stream_chat(payload)
         outcome = ReplyOutcome()
         try:
-            first = await anext(chunks)
+            first_chunk = await anext(chunks)
         except StopAsyncIteration:
+            await self._finish(turn.assistant_pk, "", ERROR)
             raise EngineBadResponse("the inference engine ended the stream at once") from None
-        except BaseException:
+        except BaseException as exc:
             await chunks.aclose()
+            await self._finish(
+                turn.assistant_pk, "", ERROR if isinstance(exc, ApiError) else INTERRUPTED
+            )
             raise
-        self._activity.touch(session_id)
-        return ChatReply(session_id, language, _deltas(first, chunks, outcome), outcome)
+        deltas = self._persisted(first_chunk, chunks, outcome, turn)
+        return ChatReply(session_id, turn.language, deltas, outcome, fitted.dropped)
 
-    @staticmethod
-    def _prompt(request: ChatRequest, language: Language) -> list[dict[str, str]]:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        if messages[0]["role"] != "system":
-            # A client's own system message is respected; otherwise ours, fixed per language.
-            messages.insert(0, {"role": "system", "content": SYSTEM_PROMPTS[language]})
-        return messages
+    async def close(self) -> None:
+        """Let final writes land before the store closes."""
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=10)
+
+    # --- steps --------------------------------------------------------------------------
+    def _refuse_if_busy(self, stored: list[StoredMessage]) -> None:
+        if not stored or stored[-1].status != STREAMING:
+            return
+        age = utcnow() - stored[-1].created_at
+        if age < timedelta(seconds=self._limits.stale_streaming_seconds):
+            raise Conflict(
+                "a reply is still streaming in this session; wait for it to finish",
+                param="session_id",
+            )
+
+    def _budget(self, served_len: int | None, max_tokens: int) -> int:
+        window = min(self._limits.max_model_len, served_len or self._limits.max_model_len)
+        budget = window - max_tokens
+        if budget <= 0:
+            raise InvalidRequest(
+                f"max_tokens must leave room for the prompt in a {window}-token context",
+                param="max_tokens",
+            )
+        return budget
+
+    async def _record(
+        self,
+        owner: str,
+        session_id: str,
+        language: Language,
+        history: SessionHistory | None,
+        plan: TurnPlan,
+        *,
+        new: list[PromptMessage],
+        counted: dict[int, int],
+    ) -> _Turn:
+        stored = history.messages if history else []
+        session_language = Language(history.info.language) if history else language
+        record = await self._store.append_turn(
+            owner,
+            session_id,
+            language=session_language.value,
+            expected_last_seq=stored[-1].seq if stored else 0,
+            new_messages=[NewMessage(m.role, m.content, m.token_count) for m in new],
+            token_counts=counted,
+            regenerate_pk=plan.target.pk if plan.target is not None else None,
+        )
+        users = [m.content for m in stored if m.role == "user"] + [
+            m.content for m in new if m.role == "user"
+        ]
+        return _Turn(
+            owner=owner,
+            session_id=session_id,
+            language=session_language,
+            assistant_pk=record.assistant_pk,
+            first_user_text=users[0] if users else "",
+            wants_title=self._titles is not None and (history is None or not history.info.title),
+        )
+
+    async def _persisted(
+        self,
+        first: JsonObject,
+        rest: AsyncGenerator[JsonObject, None],
+        outcome: ReplyOutcome,
+        turn: _Turn,
+    ) -> AsyncIterator[str]:
+        parts: list[str] = []
+        status = INTERRUPTED  # unless the stream ends or fails on its own
+        try:
+            async with aclosing(rest):
+                text = _absorb(first, outcome)
+                if text:
+                    parts.append(text)
+                    yield text
+                async for chunk in rest:
+                    text = _absorb(chunk, outcome)
+                    if text:
+                        parts.append(text)
+                        yield text
+            status = COMPLETE
+        except ApiError:
+            status = ERROR
+            raise
+        finally:
+            await self._finish(turn.assistant_pk, "".join(parts), status)
+        if status == COMPLETE and turn.wants_title and self._titles is not None:
+            self._titles.schedule(turn.owner, turn.session_id, turn.language, turn.first_user_text)
+
+    async def _finish(self, pk: int, content: str, status: str) -> None:
+        """Commit a reply's end in a task of its own: cancelling the caller cannot stop it."""
+        task = asyncio.create_task(self._finish_with_retries(pk, content, status))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        await asyncio.shield(task)
+
+    async def _finish_with_retries(self, pk: int, content: str, status: str) -> None:
+        for delay in (*_FINISH_RETRY_DELAYS, None):
+            try:
+                await self._store.finish_message(pk, content, status)
+            except StoreUnavailable:
+                if delay is None:
+                    # The row stays "streaming"; start-up or the next turn marks it
+                    # interrupted. The text is lost, which the log records.
+                    log.error("could not store the end of reply %s (status %s)", pk, status)  # noqa: TRY400 - no traceback wanted
+                    return
+                await asyncio.sleep(delay)
+            else:
+                return
 
 
-async def _deltas(
-    first: JsonObject, rest: AsyncGenerator[JsonObject, None], outcome: ReplyOutcome
-) -> AsyncIterator[str]:
-    async with aclosing(rest):
-        text = _absorb(first, outcome)
-        if text:
-            yield text
-        async for chunk in rest:
-            text = _absorb(chunk, outcome)
-            if text:
-                yield text
+def _replay(session_id: str, language: Language, reply: StoredMessage) -> ChatReply:
+    """A resent request that was answered already: the stored answer, no engine call."""
+
+    async def deltas() -> AsyncIterator[str]:
+        if reply.content:
+            yield reply.content
+
+    return ChatReply(session_id, language, deltas(), ReplyOutcome(finish_reason="stop"))
+
+
+def _alternating(messages: list[PromptMessage]) -> list[dict[str, str]]:
+    """Join consecutive messages of one role (a turn whose reply failed leaves two user
+    messages in a row; Gemma's template, among others, rejects that)."""
+    out: list[dict[str, str]] = []
+    for message in messages:
+        if out and out[-1]["role"] == message.role:
+            out[-1]["content"] += "\n\n" + message.content
+        else:
+            out.append({"role": message.role, "content": message.content})
+    return out
 
 
 def _absorb(chunk: JsonObject, outcome: ReplyOutcome) -> str:

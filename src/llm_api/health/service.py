@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from llm_api.chat.activity import SessionActivity
 from llm_api.engine.client import EngineClient
 from llm_api.engine.metrics import EngineLoad, parse_engine_load
-from llm_api.errors import EngineError
+from llm_api.errors import ApiError, EngineError
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,22 @@ class HealthService:
         self._activity = activity
 
     async def check(self) -> HealthReport:
-        healthy, load = await asyncio.gather(self._engine.is_healthy(), self._load())
+        healthy, load, active = await asyncio.gather(
+            self._engine.is_healthy(), self._load(), self._active_sessions()
+        )
         return HealthReport(
             engine_healthy=healthy,
-            active_sessions=self._activity.active_count(),
+            active_sessions=active,
             load=load if healthy else None,
             timestamp=datetime.now(UTC),
         )
+
+    async def _active_sessions(self) -> int:
+        try:
+            return await self._activity.active_count()
+        except ApiError as exc:
+            log.warning("active sessions unknown: %s", exc.type)
+            return 0
 
     async def _load(self) -> EngineLoad | None:
         try:

@@ -1,0 +1,558 @@
+"""Conversations in a database: one row per session, one row per message.
+
+SQLAlchemy Core on an async engine: SQLite (aiosqlite, the default: a file in the data
+directory, WAL, ``synchronous=FULL``, a busy timeout) or PostgreSQL (asyncpg). Every query
+is scoped by ``owner``. Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so two
+writers queue on the busy timeout instead of failing on a read-to-write upgrade.
+
+Database failures that a retry can cure (locked, full, unreachable) become
+:class:`~llm_api.errors.StoreUnavailable` (503); a transaction that fails is rolled back
+whole, so nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    and_,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
+
+DEFAULT_OWNER = "default"
+SQLITE_FILE = "llm_api.sqlite3"
+
+STREAMING = "streaming"
+COMPLETE = "complete"
+INTERRUPTED = "interrupted"
+ERROR = "error"
+
+# Key for pg_advisory_xact_lock around migrations (any constant shared by all workers).
+_MIGRATION_LOCK_KEY = 0x6C6C6D5F617069
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite keeps no zone, so one is attached on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+
+metadata = MetaData()
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("pk", _BigId, primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("title", String(200), nullable=True),
+    Column("language", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("owner", "id", name="uq_sessions_owner_id"),
+    Index("ix_sessions_owner_updated", "owner", "updated_at", "pk"),
+    Index("ix_sessions_updated", "updated_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("pk", _BigId, primary_key=True, autoincrement=True),
+    Column("session_pk", _BigId, ForeignKey("sessions.pk", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("token_count", Integer, nullable=True),
+    UniqueConstraint("session_pk", "seq", name="uq_messages_session_seq"),
+    Index("ix_messages_status", "status"),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- values handed out ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    pk: int
+    seq: int
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    token_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: str
+    title: str | None
+    language: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHistory:
+    info: SessionInfo
+    messages: list[StoredMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    role: str
+    content: str
+    token_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    assistant_pk: int
+    created_session: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    sessions: list[SessionInfo]
+    next_cursor: str | None
+
+
+# --- cursors ----------------------------------------------------------------------------------
+def encode_cursor(updated_at: datetime, pk: int) -> str:
+    raw = f"{updated_at.astimezone(UTC).isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, pk = raw.split("|")
+        when = datetime.fromisoformat(stamp)
+        key = int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InvalidRequest("before: not a cursor this API gave out", param="before")
+    return when, key
+
+
+# --- engines ----------------------------------------------------------------------------------
+def database_url(configured: str | None, data_dir: Path) -> str:
+    if configured:
+        if configured.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + configured.removeprefix("postgresql://")
+        return configured
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{(data_dir / SQLITE_FILE).resolve()}"
+
+
+def create_store_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
+        _configure_sqlite(engine, busy_timeout)
+        return engine
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"timeout": busy_timeout, "command_timeout": max(busy_timeout, 5.0)},
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are begun by the "begin" hook below, not by the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get("store_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}  # connection, resources (disk full), shutdown
+_UNAVAILABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        return True
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
+    return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
+@contextmanager
+def _guard() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError:
+        raise Conflict(
+            "another request changed this conversation at the same time; retry"
+        ) from None
+    except DBAPIError as exc:
+        if _is_unavailable(exc):
+            raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
+        raise
+    except (OSError, TimeoutError):
+        raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
+
+
+class SessionStore:
+    """Sessions and their messages; every method takes the owner it acts for."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        with _guard():
+            async with self.engine.connect() as conn:
+                await conn.execution_options(store_write=True)
+                async with conn.begin():
+                    yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _guard():
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+
+    # --- start-up ---------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration; concurrent workers wait for each other."""
+        from llm_api.chat.migrate import upgrade  # noqa: PLC0415 - alembic loads only here
+
+        async with self._write() as conn:
+            if self.dialect == "postgresql":
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+            await conn.run_sync(upgrade)
+
+    async def recover_interrupted(self, older_than: datetime | None = None) -> int:
+        """Mark replies left ``streaming`` by a crash as ``interrupted``; returns how many."""
+        condition = messages.c.status == STREAMING
+        if older_than is not None:
+            condition = and_(condition, messages.c.created_at < older_than)
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(messages).where(condition).values(status=INTERRUPTED)
+            )
+        return int(result.rowcount or 0)
+
+    # --- turns ------------------------------------------------------------------------------
+    async def history(self, owner: str, session_id: str) -> SessionHistory | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(sessions).where(sessions.c.owner == owner, sessions.c.id == session_id)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            rows = (
+                await conn.execute(
+                    select(messages).where(messages.c.session_pk == row.pk).order_by(messages.c.seq)
+                )
+            ).all()
+        found = [_message(r) for r in rows]
+        info = SessionInfo(
+            row.id, row.title, row.language, row.created_at, row.updated_at, len(found)
+        )
+        return SessionHistory(info, found)
+
+    async def append_turn(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        language: str,
+        expected_last_seq: int,
+        new_messages: Sequence[NewMessage],
+        token_counts: dict[int, int] | None = None,
+        regenerate_pk: int | None = None,
+    ) -> TurnRecord:
+        """Store the turn's new messages and a ``streaming`` assistant placeholder, at once.
+
+        ``expected_last_seq`` is the last ``seq`` the caller read; if another request has
+        written since, nothing is written and :class:`Conflict` is raised.
+        ``regenerate_pk`` reuses an unfinished assistant reply as the placeholder.
+        """
+        now = utcnow()
+        async with self._write() as conn:
+            query = select(sessions.c.pk).where(
+                sessions.c.owner == owner, sessions.c.id == session_id
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            session_pk = (await conn.execute(query)).scalar_one_or_none()
+            created = session_pk is None
+            if session_pk is None:
+                if expected_last_seq != 0:
+                    raise Conflict("this conversation was deleted meanwhile", param="session_id")
+                session_pk = (
+                    await conn.execute(
+                        insert(sessions)
+                        .values(
+                            id=session_id,
+                            owner=owner,
+                            title=None,
+                            language=language,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                        .returning(sessions.c.pk)
+                    )
+                ).scalar_one()
+            last_seq = (
+                await conn.execute(
+                    select(func.coalesce(func.max(messages.c.seq), 0)).where(
+                        messages.c.session_pk == session_pk
+                    )
+                )
+            ).scalar_one()
+            if last_seq != expected_last_seq:
+                raise Conflict(
+                    "another request is adding to this conversation; wait for it to finish",
+                    param="session_id",
+                )
+            for pk, count in (token_counts or {}).items():
+                await conn.execute(
+                    update(messages)
+                    .where(messages.c.pk == pk, messages.c.session_pk == session_pk)
+                    .values(token_count=count)
+                )
+            # A reply still marked streaming here was abandoned (its worker died).
+            await conn.execute(
+                update(messages)
+                .where(messages.c.session_pk == session_pk, messages.c.status == STREAMING)
+                .values(status=INTERRUPTED)
+            )
+            seq = int(last_seq)
+            rows: list[dict[str, Any]] = []
+            for message in new_messages:
+                seq += 1
+                rows.append(
+                    {
+                        "session_pk": session_pk,
+                        "seq": seq,
+                        "role": message.role,
+                        "content": message.content,
+                        "status": COMPLETE,
+                        "created_at": now,
+                        "token_count": message.token_count,
+                    }
+                )
+            if rows:
+                await conn.execute(insert(messages), rows)
+            if regenerate_pk is not None:
+                result = await conn.execute(
+                    update(messages)
+                    .where(messages.c.pk == regenerate_pk, messages.c.session_pk == session_pk)
+                    .values(status=STREAMING, content="", created_at=now, token_count=None)
+                )
+                if result.rowcount != 1:
+                    raise Conflict("the reply to retry is gone", param="session_id")
+                assistant_pk = regenerate_pk
+            else:
+                assistant_pk = (
+                    await conn.execute(
+                        insert(messages)
+                        .values(
+                            session_pk=session_pk,
+                            seq=seq + 1,
+                            role="assistant",
+                            content="",
+                            status=STREAMING,
+                            created_at=now,
+                        )
+                        .returning(messages.c.pk)
+                    )
+                ).scalar_one()
+            await conn.execute(
+                update(sessions).where(sessions.c.pk == session_pk).values(updated_at=now)
+            )
+        return TurnRecord(int(assistant_pk), created)
+
+    async def finish_message(self, pk: int, content: str, status: str) -> None:
+        """Write a reply's final text and status (called by the stream's own finalizer)."""
+        async with self._write() as conn:
+            await conn.execute(
+                update(messages).where(messages.c.pk == pk).values(content=content, status=status)
+            )
+
+    async def set_title_if_missing(self, owner: str, session_id: str, title: str) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.owner == owner,
+                    sessions.c.id == session_id,
+                    sessions.c.title.is_(None),
+                )
+                .values(title=title)
+            )
+        return bool(result.rowcount)
+
+    # --- browsing ---------------------------------------------------------------------------
+    async def list_sessions(self, owner: str, *, limit: int, before: str | None) -> SessionPage:
+        count = (
+            select(func.count())
+            .select_from(messages)
+            .where(messages.c.session_pk == sessions.c.pk)
+            .scalar_subquery()
+        )
+        query = (
+            select(sessions, count.label("message_count"))
+            .where(sessions.c.owner == owner)
+            .order_by(sessions.c.updated_at.desc(), sessions.c.pk.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            when, pk = decode_cursor(before)
+            query = query.where(
+                or_(
+                    sessions.c.updated_at < when,
+                    and_(sessions.c.updated_at == when, sessions.c.pk < pk),
+                )
+            )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        page = rows[:limit]
+        found = [
+            SessionInfo(r.id, r.title, r.language, r.created_at, r.updated_at, r.message_count)
+            for r in page
+        ]
+        more = len(rows) > limit
+        cursor = encode_cursor(page[-1].updated_at, page[-1].pk) if more and page else None
+        return SessionPage(found, cursor)
+
+    async def get_session(self, owner: str, session_id: str) -> SessionHistory:
+        found = await self.history(owner, session_id)
+        if found is None:
+            raise SessionNotFound("no such session", param="session_id")
+        return found
+
+    async def rename(self, owner: str, session_id: str, title: str) -> SessionHistory:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(sessions)
+                .where(sessions.c.owner == owner, sessions.c.id == session_id)
+                .values(title=title)
+            )
+        if not result.rowcount:
+            raise SessionNotFound("no such session", param="session_id")
+        return await self.get_session(owner, session_id)
+
+    async def delete(self, owner: str, session_id: str) -> None:
+        async with self._write() as conn:
+            session_pk = (
+                await conn.execute(
+                    select(sessions.c.pk).where(
+                        sessions.c.owner == owner, sessions.c.id == session_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if session_pk is None:
+                raise SessionNotFound("no such session", param="session_id")
+            await conn.execute(delete(messages).where(messages.c.session_pk == session_pk))
+            await conn.execute(delete(sessions).where(sessions.c.pk == session_pk))
+
+    async def active_session_count(self, since: datetime) -> int:
+        """Sessions (of every owner) with a message written since ``since``."""
+        async with self._read() as conn:
+            value = (
+                await conn.execute(
+                    select(func.count()).select_from(sessions).where(sessions.c.updated_at >= since)
+                )
+            ).scalar_one()
+        return int(value)
+
+
+def _message(row: Any) -> StoredMessage:
+    return StoredMessage(
+        pk=row.pk,
+        seq=row.seq,
+        role=row.role,
+        content=row.content,
+        status=row.status,
+        created_at=row.created_at,
+        token_count=row.token_count,
+    )
+
+
+async def open_store(url: str | None, data_dir: Path, *, busy_timeout: float = 5.0) -> SessionStore:
+    """Connect, migrate, and mark replies a crash left ``streaming`` as ``interrupted``.
+
+    With several workers each one runs this at start-up; migrations are serialized (an
+    advisory lock on PostgreSQL, the write lock on SQLite), and recovery is idempotent.
+    """
+    store = SessionStore(
+        create_store_engine(database_url(url, data_dir), busy_timeout=busy_timeout)
+    )
+    try:
+        await store.migrate()
+        await store.recover_interrupted()
+    except BaseException:
+        await store.close()
+        raise
+    return store
