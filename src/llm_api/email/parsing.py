@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from email import policy
 from email.message import EmailMessage, Message
-from email.parser import BytesParser, Parser
+from email.parser import BytesParser
 
 from bs4 import BeautifulSoup, Tag
 
@@ -89,7 +89,9 @@ def parse_email(content: str | bytes) -> ParsedEmail:
         content = content.decode("utf-8", "replace")
     text = content.replace("\r\n", "\n").lstrip("\ufeff")
     if _looks_like_rfc822(text):
-        return _from_message(Parser(policy=policy.default).parsestr(text))
+        # As bytes: the str parser turns non-ASCII 8-bit bodies into escape sequences.
+        raw = text.encode("utf-8", "surrogateescape")
+        return _from_message(BytesParser(policy=policy.default).parsebytes(raw))
     return _from_pasted(text)
 
 
@@ -142,7 +144,10 @@ def _message_date(message: Message) -> datetime | date | None:
         return None
     if isinstance(stamp, datetime):
         return stamp
-    return parse_header_date(str(header)) if header is not None else None
+    if header is None:
+        # Pasted Outlook headers say "Sent:" rather than "Date:".
+        return parse_header_date(_header(message, "sent"))
+    return parse_header_date(str(header))
 
 
 def _message_body(message: EmailMessage, defects: list[str]) -> str:
@@ -172,25 +177,23 @@ def _attached(part: Message) -> bool:
 
 
 def _part_text(part: Message, defects: list[str]) -> str:
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]  # EmailMessage API
-        if isinstance(content, str):
-            return content
-    except (LookupError, ValueError, AttributeError, TypeError, AssertionError, KeyError):
-        defects.append("UndecodableBody")
+    """The part's text, decoded by hand so that a bad charset or CTE never raises."""
     payload = part.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            return payload.decode(charset, "replace")
-        except LookupError:
-            return payload.decode("utf-8", "replace")
-    raw = part.get_payload()
-    return raw if isinstance(raw, str) else ""
+    if not isinstance(payload, bytes):
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset()
+    if charset in {None, "us-ascii", "ascii"} and not payload.isascii():
+        charset = "utf-8"  # undeclared 8-bit text: pasted messages are Unicode
+    try:
+        return payload.decode(charset or "utf-8", "replace")
+    except LookupError:
+        defects.append("UnknownCharset")
+        return payload.decode("utf-8", "replace")
 
 
 # --- HTML ---------------------------------------------------------------------------------
-_BLOCK_TAGS = ["p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"]
+_BLOCK_TAGS = ["p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"]
 
 
 def html_to_text(html: str) -> str:
@@ -203,6 +206,8 @@ def html_to_text(html: str) -> str:
             inner = quote.get_text("\n")
             lines = [f"> {line.strip()}" for line in inner.split("\n") if line.strip()]
             quote.replace_with("\n" + "\n".join(lines) + "\n")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
     for tag in soup.find_all(_BLOCK_TAGS):
         if isinstance(tag, Tag):
             tag.insert_before("\n")

@@ -110,7 +110,7 @@ class EmailService:
             language=lang,
         )  # fmt: skip
         anchor = email.sending_date or datetime.now(ISRAEL).date()
-        tasks = [_public_task(t, email, anchor) for t in answer.tasks if _has_named_owner(t)]
+        tasks = [_public_task(t, email, anchor) for t in answer.tasks if has_named_owner(t)]
         return _deduplicated(tasks)
 
     async def summarize(
@@ -267,7 +267,7 @@ def _clean_name(value: str | None) -> str:
     return " ".join((value or "").split()).strip(" .,:;!?\"'()-")
 
 
-def _has_named_owner(task: ModelTask) -> bool:
+def has_named_owner(task: ModelTask) -> bool:
     owner = _clean_name(task.assigned_to).lower()
     if not owner or not task.title.strip() or not task.description.strip():
         return False
