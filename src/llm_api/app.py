@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,7 +23,14 @@ from llm_api.health.router import router as health_router
 from llm_api.health.service import HealthService
 from llm_api.limits import BodySizeLimit
 from llm_api.logs import configure_logging
+from llm_api.observability.middleware import RequestObserver
+from llm_api.observability.router import router as observability_router
+from llm_api.observability.service import observability
+from llm_api.openai.router import router as openai_router
+from llm_api.openai.service import OpenAIRelay, RelayLimits
 from llm_api.settings import Settings, load_settings
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
 
 
 def engine_limits(settings: Settings) -> EngineLimits:
@@ -34,6 +41,22 @@ def engine_limits(settings: Settings) -> EngineLimits:
         pool_size=settings.connection_pool_size,
         keepalive_expiry=settings.keepalive_expiry,
     )
+
+
+def with_observability(settings: Settings, core: Lifespan) -> Lifespan:
+    """Around the core lifespan: request log, engine-health sampler, OpenAI relay."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with core(app) as state, observability(settings, state["engine"]) as observed:
+            relay = OpenAIRelay(
+                state["engine"],
+                state["models"],
+                RelayLimits(settings.default_max_tokens, settings.max_tokens_cap),
+            )
+            yield {**state, **observed, "openai_relay": relay}
+
+    return lifespan
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,11 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             yield {
                 "engine": engine,
+                "models": models,
                 "chat_service": chat,
                 "session_store": store,
-                "email_service": EmailService(
-                    engine, models, EmailLimits.from_settings(settings)
-                ),
+                "email_service": EmailService(engine, models, EmailLimits.from_settings(settings)),
                 "health_service": HealthService(engine, activity),
             }
             # Reached on shutdown only: a failed start-up has nothing to wind down.
@@ -81,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="PLG-AI LLM API",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=with_observability(settings, lifespan),
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -89,5 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(sessions_router)
     app.include_router(email_router)
+    app.include_router(openai_router)
+    app.include_router(observability_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver)  # outermost: sees every answer, 413s included
     return app

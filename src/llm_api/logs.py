@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from llm_api.observability.context import current_request
 from llm_api.settings import LogFormat, Settings
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -33,8 +34,19 @@ class TextFormatter(logging.Formatter):
         return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _with_request_id(record: logging.LogRecord) -> bool:
+    """Give every line logged while serving a request that request's id (and key name)."""
+    if not hasattr(record, "request_id"):
+        current = current_request()
+        if current is not None:
+            record.request_id = current.request_id
+            record.key_name = current.key_name
+    return True
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
+    handler.addFilter(_with_request_id)
     if settings.log_format is LogFormat.JSON:
         handler.setFormatter(JsonFormatter())
     else:

@@ -78,3 +78,10 @@ def bind_request(record: RequestRecord) -> object:
 
 def unbind_request(token: object) -> None:
     _CURRENT.reset(token)  # type: ignore[arg-type]  # the token bind_request returned
+
+
+def note_usage(usage: Any) -> None:
+    """Record token usage on the current request, if one is being served."""
+    record = _CURRENT.get()
+    if record is not None:
+        record.note_usage(usage)

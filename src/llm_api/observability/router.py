@@ -1,0 +1,41 @@
+"""``GET /metrics`` (Prometheus text) and ``GET /api/metrics`` (the seed's JSON figures).
+
+``/metrics`` is open while the gateway has no API keys. Hook for the security feature: once
+keys exist it needs the admin scope, unless ``LLM_API_METRICS_PUBLIC=true``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from llm_api.errors import json_response
+from llm_api.observability.metrics import exposition
+from llm_api.observability.service import MetricsService, snapshot_body
+
+router = APIRouter(tags=["observability"])
+
+
+def get_metrics_service(request: Request) -> MetricsService:
+    return cast(MetricsService, request.state.metrics_service)
+
+
+MetricsServiceDep = Annotated[MetricsService, Depends(get_metrics_service)]
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def prometheus_metrics() -> Response:
+    body, content_type = exposition()
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/metrics")
+async def api_metrics(service: MetricsServiceDep) -> Response:
+    snapshot = await service.snapshot()
+    return json_response(200, snapshot_body(snapshot), {"Cache-Control": "no-store"})

@@ -1,0 +1,100 @@
+"""``POST /v1/chat/completions`` and ``GET /v1/models``: the OpenAI API, for every OpenAI client.
+
+The body is parsed here rather than by FastAPI so that bad input gets OpenAI's status (400,
+not FastAPI's 422) in the shared error envelope, before the engine is called.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sse_starlette import EventSourceResponse
+
+from llm_api.deps import SettingsDep
+from llm_api.errors import BadRequest, UnsupportedParameter, json_response
+from llm_api.observability.context import RequestRecord, current_request, request_id_from
+from llm_api.openai.schemas import ChatCompletionRequest
+from llm_api.openai.service import OpenAIRelay
+
+router = APIRouter(tags=["openai"])
+
+
+def get_openai_relay(request: Request) -> OpenAIRelay:
+    return cast(OpenAIRelay, request.state.openai_relay)
+
+
+OpenAIRelayDep = Annotated[OpenAIRelay, Depends(get_openai_relay)]
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"description": "Invalid or unsupported parameter"},
+    404: {"description": "Unknown model"},
+    503: {"description": "The inference engine is unavailable"},
+}
+
+
+@router.get("/v1/models")
+async def list_models(relay: OpenAIRelayDep) -> Response:
+    return json_response(200, await relay.list_models())
+
+
+@router.post(
+    "/v1/chat/completions",
+    responses={
+        200: {
+            "content": {"application/json": {}, "text/event-stream": {}},
+            "description": "A chat.completion object, or chat.completion.chunk events",
+        },
+        **_ERRORS,
+    },
+)
+async def chat_completions(
+    request: Request, relay: OpenAIRelayDep, settings: SettingsDep
+) -> Response:
+    body = parse_body(await request.body())
+    record = current_request() or RequestRecord(request_id_from(None), "POST", request.url.path)
+    if not body.stream:
+        return json_response(200, await relay.complete(body, record))
+    stream = await relay.open_stream(body, record)
+    return EventSourceResponse(
+        stream.events,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ping=int(settings.sse_ping_seconds),
+        sep="\n",
+    )
+
+
+def parse_body(raw: bytes) -> ChatCompletionRequest:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc) from None
+
+
+def _describe(exc: ValidationError) -> BadRequest:
+    errors = exc.errors(include_url=False, include_input=False)
+    unsupported = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unsupported:
+        names = [".".join(str(p) for p in e["loc"]) for e in unsupported]
+        return UnsupportedParameter(
+            f"unsupported parameter(s): {', '.join(names)}; this server does not honour "
+            "them and will not silently drop them",
+            param=names[0],
+        )
+    first = errors[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: "
+        f"{str(e['msg']).removeprefix('Value error, ')}"
+        for e in errors[:5]
+    )
+    return BadRequest(problems, param=param)

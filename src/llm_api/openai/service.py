@@ -1,0 +1,179 @@
+"""The OpenAI-compatible relay: check the request, pick the model, pass the engine's answer on.
+
+Streams are relayed line by line without re-encoding: the engine already speaks this
+dialect. Per chunk the relay does two substring checks; only the usage chunk and error
+chunks are parsed. The first chunk is read before the caller answers, so refusals become
+real HTTP statuses; later failures become one ``data: {"error": …}`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llm_api.engine.client import EngineClient, JsonObject
+from llm_api.engine.models import ModelCatalog
+from llm_api.errors import (
+    ApiError,
+    BadRequest,
+    EngineBadResponse,
+    ModelNotFound,
+    error_body,
+    note_api_error,
+)
+from llm_api.observability import metrics
+from llm_api.observability.context import RequestRecord
+from llm_api.openai.schemas import ChatCompletionRequest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ALIAS = "default"
+ROUTE = "/v1/chat/completions"
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    default_max_tokens: int
+    max_tokens_cap: int
+
+
+@dataclass(slots=True)
+class RelayStream:
+    """An open engine stream whose first chunk has arrived; iterate ``events`` to relay it."""
+
+    events: AsyncIterator[bytes]
+
+
+class OpenAIRelay:
+    def __init__(self, engine: EngineClient, models: ModelCatalog, limits: RelayLimits) -> None:
+        self._engine = engine
+        self._models = models
+        self._limits = limits
+        self._created = int(time.time())
+
+    async def list_models(self) -> JsonObject:
+        served = await self._models.served()
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": served.id,
+                    "object": "model",
+                    "created": self._created,
+                    "owned_by": served.owned_by or "llm-api",
+                    "max_model_len": served.max_model_len,
+                }
+            ],
+        }
+
+    async def _payload(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        served = await self._models.served()
+        if request.model not in (served.id, DEFAULT_MODEL_ALIAS):
+            raise ModelNotFound(
+                f"The model '{request.model}' does not exist; this server serves "
+                f"'{served.id}' (also reachable as '{DEFAULT_MODEL_ALIAS}')",
+                param="model",
+            )
+        max_tokens = request.requested_max_tokens or self._limits.default_max_tokens
+        if max_tokens > self._limits.max_tokens_cap:
+            param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            raise BadRequest(f"{param} must be at most {self._limits.max_tokens_cap}", param=param)
+        payload = request.model_dump(exclude_unset=True, by_alias=True)
+        payload.pop("user", None)
+        payload.pop("max_completion_tokens", None)
+        payload.pop("stream_options", None)
+        payload["model"] = served.id
+        payload["max_tokens"] = max_tokens
+        return payload
+
+    async def complete(self, request: ChatCompletionRequest, record: RequestRecord) -> JsonObject:
+        payload = await self._payload(request)
+        record.model = payload["model"]
+        answer = await self._engine.complete_chat(payload)
+        record.note_usage(answer.get("usage"))
+        choices = answer.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            record.finish_reason = choices[0].get("finish_reason")
+        return answer
+
+    async def open_stream(
+        self, request: ChatCompletionRequest, record: RequestRecord
+    ) -> RelayStream:
+        """Start the engine stream and wait for its first chunk (errors raise from here)."""
+        payload = await self._payload(request)
+        record.model = payload["model"]
+        # Usage is always asked for and always passed on: the final chunk carries it.
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+        lines = self._engine.stream_chat_lines(orjson.dumps(payload))
+        try:
+            first = await anext(lines)
+        except StopAsyncIteration:
+            raise EngineBadResponse("the inference engine ended the stream at once") from None
+        except BaseException:
+            await lines.aclose()
+            raise
+        _raise_if_error(first)
+        _inspect(first, record)
+        return RelayStream(_relay(first, lines, record))
+
+
+def _raise_if_error(data: bytes) -> None:
+    if b'"error"' in data:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise EngineBadResponse("the inference engine sent an unreadable chunk") from None
+        if isinstance(chunk, dict) and "error" in chunk:
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise EngineBadResponse(f"the inference engine reported an error: {message}")
+
+
+def _inspect(data: bytes, record: RequestRecord) -> None:
+    # Only the usage chunk is parsed: engines write compact JSON, so this test is exact
+    # for a usage object and false for the `"usage":null` some engines put in every chunk.
+    if b'"usage":{' in data:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(chunk, dict):
+            record.note_usage(chunk.get("usage"))
+
+
+async def _relay(
+    first: bytes, rest: AsyncGenerator[bytes, None], record: RequestRecord
+) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        async with aclosing(rest):
+            yield b"data: " + first + b"\n\n"
+            try:
+                async for data in rest:
+                    _raise_if_error(data)
+                    _inspect(data, record)
+                    yield b"data: " + data + b"\n\n"
+            except ApiError as exc:
+                # After the first byte the status is sent: one error event, then [DONE].
+                note_api_error(exc, in_stream=True)
+                log.warning("openai stream failed after start: %s", exc.type)
+                yield b"data: " + orjson.dumps(error_body(exc.message, exc.type, code=exc.code))
+                yield b"\n\n" + DONE
+                finished = True
+                return
+            finished = True
+            yield DONE
+    except (GeneratorExit, asyncio.CancelledError):
+        if not finished:
+            # The client went away; leaving `async with aclosing` closed the engine request.
+            metrics.UPSTREAM_ABORTS.labels(ROUTE).inc()
+        raise
