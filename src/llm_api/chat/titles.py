@@ -28,7 +28,7 @@ _PROMPTS = {
     ),
 }
 _LABEL = re.compile(r"^(title|כותרת)\s*[:：-]\s*", re.IGNORECASE)
-_EDGE = "\"'`*#_“”„«»()[] \t.:-"
+_EDGE = "\"'`*#_“”„«»()[] \t.,;:-"
 
 
 def clean_title(raw: str, language: Language, fallback_text: str) -> str:

@@ -1,0 +1,247 @@
+"""The conversation store on SQLite and PostgreSQL (the ``store`` fixture runs both)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from llm_api.chat.store import (
+    COMPLETE,
+    INTERRUPTED,
+    STREAMING,
+    NewMessage,
+    SessionStore,
+    decode_cursor,
+    utcnow,
+)
+from llm_api.errors import Conflict, InvalidRequest, SessionNotFound
+
+HEBREW_Q = "מה מזג האוויר בתל אביב?"
+HEBREW_A = "שמשי וחם, 28 מעלות."
+
+
+async def _turn(store: SessionStore, owner: str, session_id: str, user: str, reply: str) -> None:
+    history = await store.history(owner, session_id)
+    last = history.messages[-1].seq if history else 0
+    record = await store.append_turn(
+        owner,
+        session_id,
+        language="hebrew",
+        expected_last_seq=last,
+        new_messages=[NewMessage("user", user)],
+    )
+    await store.finish_message(record.assistant_pk, reply, COMPLETE)
+
+
+async def test_turn_is_stored_as_rows_in_order(store: SessionStore, owner: str) -> None:
+    record = await store.append_turn(
+        owner,
+        "chat_store_0001",
+        language="hebrew",
+        expected_last_seq=0,
+        new_messages=[NewMessage("user", HEBREW_Q, token_count=12)],
+    )
+    assert record.created_session
+    placeholder = await store.history(owner, "chat_store_0001")
+    assert placeholder is not None
+    assert [(m.role, m.content, m.status) for m in placeholder.messages] == [
+        ("user", HEBREW_Q, COMPLETE),
+        ("assistant", "", STREAMING),
+    ]
+    assert placeholder.messages[0].token_count == 12
+    await store.finish_message(record.assistant_pk, HEBREW_A, COMPLETE)
+    history = await store.history(owner, "chat_store_0001")
+    assert history is not None
+    assert [(m.seq, m.role, m.content, m.status) for m in history.messages] == [
+        (1, "user", HEBREW_Q, COMPLETE),
+        (2, "assistant", HEBREW_A, COMPLETE),
+    ]
+    assert history.info.language == "hebrew"
+    assert history.info.title is None
+    assert history.messages[0].created_at.tzinfo is not None
+
+
+async def test_every_query_is_scoped_by_owner(store: SessionStore, owner: str) -> None:
+    other = owner + "-other"
+    await _turn(store, owner, "chat_shared_id", "שלום", "היי")
+    assert await store.history(other, "chat_shared_id") is None
+    with pytest.raises(SessionNotFound):
+        await store.get_session(other, "chat_shared_id")
+    with pytest.raises(SessionNotFound):
+        await store.rename(other, "chat_shared_id", "x")
+    with pytest.raises(SessionNotFound):
+        await store.delete(other, "chat_shared_id")
+    assert (await store.list_sessions(other, limit=10, before=None)).sessions == []
+    # The same id under another owner is another session.
+    await _turn(store, other, "chat_shared_id", "hello", "hi")
+    mine = await store.get_session(owner, "chat_shared_id")
+    assert [m.content for m in mine.messages] == ["שלום", "היי"]
+
+
+async def test_stale_expected_seq_is_a_conflict_and_writes_nothing(
+    store: SessionStore, owner: str
+) -> None:
+    await _turn(store, owner, "chat_conflict_1", "one", "1")
+    with pytest.raises(Conflict):
+        await store.append_turn(
+            owner,
+            "chat_conflict_1",
+            language="english",
+            expected_last_seq=0,
+            new_messages=[NewMessage("user", "two")],
+        )
+    history = await store.get_session(owner, "chat_conflict_1")
+    assert [m.content for m in history.messages] == ["one", "1"]
+
+
+async def test_concurrent_appends_one_wins_the_other_conflicts(
+    store: SessionStore, owner: str
+) -> None:
+    await _turn(store, owner, "chat_race_0001", "start", "ok")
+
+    async def append(text: str) -> str:
+        try:
+            await store.append_turn(
+                owner,
+                "chat_race_0001",
+                language="english",
+                expected_last_seq=2,
+                new_messages=[NewMessage("user", text)],
+            )
+        except Conflict:
+            return "conflict"
+        return "ok"
+
+    results = await asyncio.gather(append("a"), append("b"))
+    assert sorted(results) == ["conflict", "ok"]
+    history = await store.get_session(owner, "chat_race_0001")
+    assert len(history.messages) == 4
+    assert [m.seq for m in history.messages] == [1, 2, 3, 4]
+
+
+async def test_new_session_created_twice_concurrently_conflicts(
+    store: SessionStore, owner: str
+) -> None:
+    async def create() -> str:
+        try:
+            await store.append_turn(
+                owner,
+                "chat_new_race",
+                language="english",
+                expected_last_seq=0,
+                new_messages=[NewMessage("user", "hi")],
+            )
+        except Conflict:
+            return "conflict"
+        return "ok"
+
+    results = await asyncio.gather(create(), create())
+    assert sorted(results) == ["conflict", "ok"]
+    assert len((await store.get_session(owner, "chat_new_race")).messages) == 2
+
+
+async def test_regenerate_reuses_the_unfinished_reply(store: SessionStore, owner: str) -> None:
+    record = await store.append_turn(
+        owner,
+        "chat_regen_001",
+        language="english",
+        expected_last_seq=0,
+        new_messages=[NewMessage("user", "q")],
+    )
+    await store.finish_message(record.assistant_pk, "partial", INTERRUPTED)
+    again = await store.append_turn(
+        owner,
+        "chat_regen_001",
+        language="english",
+        expected_last_seq=2,
+        new_messages=[],
+        regenerate_pk=record.assistant_pk,
+    )
+    assert again.assistant_pk == record.assistant_pk
+    history = await store.get_session(owner, "chat_regen_001")
+    assert [(m.role, m.content, m.status) for m in history.messages] == [
+        ("user", "q", COMPLETE),
+        ("assistant", "", STREAMING),
+    ]
+
+
+async def test_recovery_marks_streaming_rows_interrupted(store: SessionStore, owner: str) -> None:
+    await store.append_turn(
+        owner,
+        "chat_crashed_01",
+        language="hebrew",
+        expected_last_seq=0,
+        new_messages=[NewMessage("user", HEBREW_Q)],
+    )
+    assert await store.recover_interrupted() >= 1
+    history = await store.get_session(owner, "chat_crashed_01")
+    assert [m.status for m in history.messages] == [COMPLETE, INTERRUPTED]
+    assert await store.recover_interrupted() == 0
+
+
+async def test_pagination_newest_first_with_cursor(store: SessionStore, owner: str) -> None:
+    ids = [f"chat_page_{i:04d}" for i in range(7)]
+    for session_id in ids:
+        await _turn(store, owner, session_id, "שאלה", "תשובה")
+    await _turn(store, owner, ids[2], "עוד", "כן")  # the most recently active now
+    expected = [ids[2], ids[6], ids[5], ids[4], ids[3], ids[1], ids[0]]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await store.list_sessions(owner, limit=3, before=cursor)
+        pages += 1
+        seen += [s.id for s in page.sessions]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == expected
+    assert pages == 3
+    first = await store.list_sessions(owner, limit=1, before=None)
+    assert first.sessions[0].message_count == 4
+    with pytest.raises(InvalidRequest):
+        decode_cursor("not-a-cursor")
+
+
+async def test_exact_page_size_has_no_next_cursor(store: SessionStore, owner: str) -> None:
+    for i in range(2):
+        await _turn(store, owner, f"chat_exact_{i:04d}", "q", "a")
+    page = await store.list_sessions(owner, limit=2, before=None)
+    assert len(page.sessions) == 2
+    assert page.next_cursor is None
+
+
+async def test_rename_and_title_if_missing(store: SessionStore, owner: str) -> None:
+    await _turn(store, owner, "chat_title_0001", "q", "a")
+    assert await store.set_title_if_missing(owner, "chat_title_0001", "מזג אוויר")
+    assert not await store.set_title_if_missing(owner, "chat_title_0001", "other")
+    renamed = await store.rename(owner, "chat_title_0001", "שם חדש")
+    assert renamed.info.title == "שם חדש"
+
+
+async def test_delete_removes_session_and_messages(store: SessionStore, owner: str) -> None:
+    await _turn(store, owner, "chat_delete_001", "q", "a")
+    await store.delete(owner, "chat_delete_001")
+    assert await store.history(owner, "chat_delete_001") is None
+    with pytest.raises(SessionNotFound):
+        await store.delete(owner, "chat_delete_001")
+    # A new session may take the freed id.
+    await _turn(store, owner, "chat_delete_001", "again", "b")
+    assert len((await store.get_session(owner, "chat_delete_001")).messages) == 2
+
+
+async def test_active_sessions_counts_recent_activity(store: SessionStore, owner: str) -> None:
+    before = await store.active_session_count(utcnow() - timedelta(minutes=30))
+    await _turn(store, owner, "chat_active_001", "q", "a")
+    await _turn(store, owner, "chat_active_002", "q", "a")
+    assert await store.active_session_count(utcnow() - timedelta(minutes=30)) == before + 2
+    assert await store.active_session_count(utcnow() + timedelta(seconds=1)) == 0
+
+
+async def test_migrations_are_idempotent(store: SessionStore, owner: str) -> None:
+    await _turn(store, owner, "chat_migrate_01", "q", "a")
+    await asyncio.gather(store.migrate(), store.migrate())
+    assert len((await store.get_session(owner, "chat_migrate_01")).messages) == 2
