@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from llm_api.engine.launch import EnginePlan, EngineSetupError, plan_engine
+from llm_api.observability.metrics import fresh_multiprocess_dir
 from llm_api.settings import Settings
 
 _STOP_GRACE_SECONDS = 15.0
@@ -141,6 +143,7 @@ class Supervisor:
         self.console = console or Console(stderr=True)
         self.engine: EngineProcess | None = None
         self.gateway: subprocess.Popen[bytes] | None = None
+        self._metrics_dir: Path | None = None
         self._stop = threading.Event()
 
     # --- entry point --------------------------------------------------------------------
@@ -232,6 +235,10 @@ class Supervisor:
         elif self.mode is Mode.PROD:
             command += ["--workers", str(settings.workers), "--no-server-header"]
         env = {**os.environ, "LLM_API_ENGINE_URL": plan.url, "LLM_API_ENGINE": plan.kind.value}
+        if self.mode is Mode.PROD:
+            # Several workers: Prometheus counters go through files that /metrics merges.
+            self._metrics_dir = fresh_multiprocess_dir(settings.data_dir / "prometheus-multiproc")
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self._metrics_dir)
         if plan.model_name:
             env["LLM_API_MODEL_NAME"] = plan.model_name
         self.gateway = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)  # noqa: S603
@@ -293,5 +300,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self.gateway.kill()
                 self.gateway.wait()
+        if self._metrics_dir is not None:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
+            self._metrics_dir = None
         if self.engine is not None:
             self.engine.stop()

@@ -15,6 +15,8 @@ Labels are bounded: ``route`` is a route *template* (``/v1/chat/completions``) o
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -115,3 +117,11 @@ def worker_exited(pid: int) -> None:
     """Drop a stopped worker's live gauges (in-flight streams) from the merged view."""
     if multiprocess_dir():
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped
+
+
+def fresh_multiprocess_dir(path: Path) -> Path:
+    """An empty directory for PROMETHEUS_MULTIPROC_DIR: files left by an earlier run would
+    be merged into this one's counters (and their dead workers' gauges)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
