@@ -52,18 +52,33 @@ def split_turns(messages: Sequence[PromptMessage]) -> list[list[PromptMessage]]:
     return turns
 
 
-def choose_start(sizes: Sequence[int], fixed: int, budget: int) -> int:
-    """Index of the first turn to keep, replaying the block policy over the history."""
+def choose_start(sizes: Sequence[int], asked: Sequence[int], fixed: int, budget: int) -> int:
+    """Index of the first turn to keep, replaying the block policy over the history.
+
+    ``sizes`` are whole turns; ``asked`` the part of each turn that its own request sent
+    (the turn without its reply). Replaying each past request as it was keeps the cut
+    where earlier requests put it, so the prompts share their prefix.
+    """
     start = 0
-    total = 0
-    for k, size in enumerate(sizes):
-        total += size
-        if fixed + total > budget:
+    kept = 0  # whole turns start..k-1
+    for k, (size, ask) in enumerate(zip(sizes, asked, strict=True)):
+        if fixed + kept + ask > budget:
             # Jump forward until what is kept fills at most half the budget (keep turn k).
-            while start < k and fixed + total > budget // 2:
-                total -= sizes[start]
+            while start < k and fixed + kept + ask > budget // 2:
+                kept -= sizes[start]
                 start += 1
+        kept += size
     return start
+
+
+def _asked(turn: Sequence[PromptMessage]) -> int:
+    """Tokens of a turn up to its first reply: what the request of that turn sent."""
+    total = 0
+    for message in turn:
+        if message.role == "assistant":
+            break
+        total += message.token_count or 0
+    return total
 
 
 class ContextBudget:
@@ -109,7 +124,7 @@ class ContextBudget:
 
         turns = split_turns(messages)
         sizes = [sum(m.token_count or 0 for m in turn) for turn in turns]
-        start = choose_start(sizes, system_count, budget)
+        start = choose_start(sizes, [_asked(t) for t in turns], system_count, budget)
         if system_count + sum(sizes[start:]) > budget:
             raise ContextTooLong(
                 f"the newest message needs about {sizes[-1]} tokens, more than the "
