@@ -1,0 +1,119 @@
+"""kill -9 the gateway mid-stream, start it again: every turn is there, nothing streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import free_port
+from tests.fakes import FakeEngine
+
+HEBREW = "ספר לי סיפור ארוך על הים התיכון"
+
+
+@contextmanager
+def gateway_process(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "llm_api.app:create_app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(base_url=url) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail("gateway exited:\n" + _tail(log))
+            try:
+                if (await client.get("/ping")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    pytest.fail("gateway did not start:\n" + _tail(log))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_kill_9_mid_stream_then_restart_recovers(
+    fake_engine: FakeEngine, tmp_path: Path, postgres_url: str, database: str
+) -> None:
+    state = fake_engine.state
+    state.chunks = [f"גל{i} " for i in range(500)]
+    state.chunk_delay = 0.02
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "gateway.log"
+    env = {
+        **os.environ,
+        "LLM_API_ENGINE_URL": fake_engine.url,
+        "LLM_API_DATA_DIR": str(tmp_path / "data"),
+        "LLM_API_CHAT_TITLES": "false",
+    }
+    if database == "postgresql":
+        env["LLM_API_DATABASE_URL"] = postgres_url
+    session_id = f"chat_crash_{database}_01"
+
+    with gateway_process(env, port, log) as process:
+        await wait_ready(url, process, log)
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+            client.stream(
+                "POST",
+                "/api/chat/stream",
+                json={"messages": [{"role": "user", "content": HEBREW}], "session_id": session_id},
+            ) as response,
+        ):
+            assert response.status_code == 200
+            seen = 0
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and orjson.loads(line[5:])["type"] == "content":
+                    seen += 1
+                    if seen == 5:
+                        os.kill(process.pid, signal.SIGKILL)
+                        break
+        assert process.wait(10) == -signal.SIGKILL
+
+    state.chunks, state.chunk_delay = ["המשך"], 0.0
+    with gateway_process(env, port, log) as process:
+        await wait_ready(url, process, log)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            body = (await client.get(f"/api/sessions/{session_id}")).json()
+            assert [(m["role"], m["content"], m["status"]) for m in body["messages"]] == [
+                ("user", HEBREW, "complete"),
+                ("assistant", "", "interrupted"),
+            ]
+            # The conversation goes on after the crash.
+            follow = await client.post(
+                "/api/chat/stream",
+                json={"messages": [{"role": "user", "content": "ומה הלאה?"}],
+                      "session_id": session_id},
+            )  # fmt: skip
+            assert follow.status_code == 200
+            body = (await client.get(f"/api/sessions/{session_id}")).json()
+            assert [m["status"] for m in body["messages"]] == [
+                "complete", "interrupted", "complete", "complete",
+            ]  # fmt: skip
