@@ -170,7 +170,9 @@ class EngineClient:
             return await self._read_json(response)
 
     async def tokenize(self, text: str) -> list[int]:
-        response = await self._post("/tokenize", orjson.dumps({"content": text}))
+        # llama-server reads "content", vLLM "prompt" (it answers 400 without it); each
+        # ignores the other's field, so one body serves both engines.
+        response = await self._post("/tokenize", orjson.dumps({"content": text, "prompt": text}))
         async with response:
             if response.status != 200:
                 raise await self._error_from(response)
