@@ -232,6 +232,7 @@ class ChatService:
             new_messages=[NewMessage(m.role, m.content, m.token_count) for m in new],
             token_counts=counted,
             regenerate_pk=plan.target.pk if plan.target is not None else None,
+            abandoned_streaming=bool(stored) and stored[-1].status == STREAMING,
         )
         users = [m.content for m in stored if m.role == "user"] + [
             m.content for m in new if m.role == "user"
@@ -271,6 +272,14 @@ class ChatService:
             raise
         finally:
             await self._finish(turn.assistant_pk, "".join(parts), status)
+            # Metadata only: token counts (the engine's prefix-cache hits among them).
+            log.info(
+                "chat reply %s: status %s, finish %s",
+                turn.assistant_pk,
+                status,
+                outcome.finish_reason,
+                extra={"usage": outcome.usage},
+            )
         if status == COMPLETE and turn.wants_title and self._titles is not None:
             self._titles.schedule(turn.owner, turn.session_id, turn.language, turn.first_user_text)
 

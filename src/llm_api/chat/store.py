@@ -301,22 +301,39 @@ class SessionStore:
 
     # --- turns ------------------------------------------------------------------------------
     async def history(self, owner: str, session_id: str) -> SessionHistory | None:
+        """The session and its messages in order, in one round trip; None if unknown."""
+        query = (
+            select(
+                sessions.c.id,
+                sessions.c.title,
+                sessions.c.language,
+                sessions.c.created_at.label("session_created_at"),
+                sessions.c.updated_at,
+                messages.c.pk,
+                messages.c.seq,
+                messages.c.role,
+                messages.c.content,
+                messages.c.status,
+                messages.c.created_at,
+                messages.c.token_count,
+            )
+            .select_from(sessions.outerjoin(messages, messages.c.session_pk == sessions.c.pk))
+            .where(sessions.c.owner == owner, sessions.c.id == session_id)
+            .order_by(messages.c.seq)
+        )
         async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(sessions).where(sessions.c.owner == owner, sessions.c.id == session_id)
-                )
-            ).one_or_none()
-            if row is None:
-                return None
-            rows = (
-                await conn.execute(
-                    select(messages).where(messages.c.session_pk == row.pk).order_by(messages.c.seq)
-                )
-            ).all()
-        found = [_message(r) for r in rows]
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        head = rows[0]
+        found = [_message(r) for r in rows if r.pk is not None]
         info = SessionInfo(
-            row.id, row.title, row.language, row.created_at, row.updated_at, len(found)
+            head.id,
+            head.title,
+            head.language,
+            head.session_created_at,
+            head.updated_at,
+            len(found),
         )
         return SessionHistory(info, found)
 
@@ -330,25 +347,36 @@ class SessionStore:
         new_messages: Sequence[NewMessage],
         token_counts: dict[int, int] | None = None,
         regenerate_pk: int | None = None,
+        abandoned_streaming: bool = False,
     ) -> TurnRecord:
         """Store the turn's new messages and a ``streaming`` assistant placeholder, at once.
 
         ``expected_last_seq`` is the last ``seq`` the caller read; if another request has
         written since, nothing is written and :class:`Conflict` is raised.
-        ``regenerate_pk`` reuses an unfinished assistant reply as the placeholder.
+        ``regenerate_pk`` reuses an unfinished assistant reply as the placeholder;
+        ``abandoned_streaming`` marks replies left ``streaming`` (a dead worker's)
+        interrupted. An existing session costs three statements: lock-and-read, insert, touch.
         """
         now = utcnow()
+        last_seq_of_session = (
+            select(func.coalesce(func.max(messages.c.seq), 0))
+            .where(messages.c.session_pk == sessions.c.pk)
+            .scalar_subquery()
+        )
         async with self._write() as conn:
-            query = select(sessions.c.pk).where(
+            query = select(sessions.c.pk, last_seq_of_session).where(
                 sessions.c.owner == owner, sessions.c.id == session_id
             )
             if self.dialect == "postgresql":
-                query = query.with_for_update()
-            session_pk = (await conn.execute(query)).scalar_one_or_none()
-            created = session_pk is None
-            if session_pk is None:
+                query = query.with_for_update(of=sessions)
+            found = (await conn.execute(query)).one_or_none()
+            created = found is None
+            if found is not None:
+                session_pk, last_seq = int(found[0]), int(found[1])
+            else:
                 if expected_last_seq != 0:
                     raise Conflict("this conversation was deleted meanwhile", param="session_id")
+                last_seq = 0
                 session_pk = (
                     await conn.execute(
                         insert(sessions)
@@ -363,13 +391,6 @@ class SessionStore:
                         .returning(sessions.c.pk)
                     )
                 ).scalar_one()
-            last_seq = (
-                await conn.execute(
-                    select(func.coalesce(func.max(messages.c.seq), 0)).where(
-                        messages.c.session_pk == session_pk
-                    )
-                )
-            ).scalar_one()
             if last_seq != expected_last_seq:
                 raise Conflict(
                     "another request is adding to this conversation; wait for it to finish",
@@ -381,30 +402,27 @@ class SessionStore:
                     .where(messages.c.pk == pk, messages.c.session_pk == session_pk)
                     .values(token_count=count)
                 )
-            # A reply still marked streaming here was abandoned (its worker died).
-            await conn.execute(
-                update(messages)
-                .where(messages.c.session_pk == session_pk, messages.c.status == STREAMING)
-                .values(status=INTERRUPTED)
-            )
-            seq = int(last_seq)
-            rows: list[dict[str, Any]] = []
-            for message in new_messages:
-                seq += 1
-                rows.append(
-                    {
-                        "session_pk": session_pk,
-                        "seq": seq,
-                        "role": message.role,
-                        "content": message.content,
-                        "status": COMPLETE,
-                        "created_at": now,
-                        "token_count": message.token_count,
-                    }
+            if abandoned_streaming:
+                await conn.execute(
+                    update(messages)
+                    .where(messages.c.session_pk == session_pk, messages.c.status == STREAMING)
+                    .values(status=INTERRUPTED)
                 )
-            if rows:
-                await conn.execute(insert(messages), rows)
+            rows: list[dict[str, Any]] = [
+                {
+                    "session_pk": session_pk,
+                    "seq": last_seq + offset,
+                    "role": message.role,
+                    "content": message.content,
+                    "status": COMPLETE,
+                    "created_at": now,
+                    "token_count": message.token_count,
+                }
+                for offset, message in enumerate(new_messages, start=1)
+            ]
             if regenerate_pk is not None:
+                if rows:
+                    await conn.execute(insert(messages), rows)
                 result = await conn.execute(
                     update(messages)
                     .where(messages.c.pk == regenerate_pk, messages.c.session_pk == session_pk)
@@ -414,23 +432,26 @@ class SessionStore:
                     raise Conflict("the reply to retry is gone", param="session_id")
                 assistant_pk = regenerate_pk
             else:
-                assistant_pk = (
-                    await conn.execute(
-                        insert(messages)
-                        .values(
-                            session_pk=session_pk,
-                            seq=seq + 1,
-                            role="assistant",
-                            content="",
-                            status=STREAMING,
-                            created_at=now,
-                        )
-                        .returning(messages.c.pk)
-                    )
-                ).scalar_one()
-            await conn.execute(
-                update(sessions).where(sessions.c.pk == session_pk).values(updated_at=now)
-            )
+                rows.append(
+                    {
+                        "session_pk": session_pk,
+                        "seq": last_seq + len(rows) + 1,
+                        "role": "assistant",
+                        "content": "",
+                        "status": STREAMING,
+                        "created_at": now,
+                        "token_count": None,
+                    }
+                )
+                # One statement for all of the turn's rows; the placeholder's key comes last.
+                inserted = await conn.execute(
+                    insert(messages).returning(messages.c.pk, sort_by_parameter_order=True), rows
+                )
+                assistant_pk = int(inserted.scalars().all()[-1])
+            if not created:
+                await conn.execute(
+                    update(sessions).where(sessions.c.pk == session_pk).values(updated_at=now)
+                )
         return TurnRecord(int(assistant_pk), created)
 
     async def finish_message(self, pk: int, content: str, status: str) -> None:

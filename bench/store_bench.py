@@ -1,0 +1,365 @@
+"""Conversation store and prefix reuse, measured.
+
+* ``store``: 10,000 sessions x 20 messages (plus 200 sessions of 50 messages) in SQLite and
+  in PostgreSQL; p50/p99 of appending a turn (user message + streaming placeholder in one
+  commit, then the final reply in a second) and of loading a 50-message history.
+* ``engine``: a 10-turn Hebrew conversation through the gateway (store and context budget
+  included) on the embedded llama-server, once per engine flag set; time-to-first-token per
+  turn and the engine's cached prompt tokens (from the usage the gateway logs).
+
+Run:  .venv/bin/python -m bench.store_bench store [--sessions 10000] [--samples 500]
+      .venv/bin/python -m bench.store_bench engine [--turns 10]
+Results are printed and written as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from llm_api.chat.store import (
+    COMPLETE,
+    NewMessage,
+    SessionStore,
+    database_url,
+    messages,
+    open_store,
+    sessions,
+    utcnow,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+OWNER = "bench"
+HEBREW_USER = "ספר לי בבקשה על ההיסטוריה של ירושלים ועל המקומות החשובים בה"
+HEBREW_REPLY = "ירושלים היא עיר עתיקה וחשובה, ויש בה מקומות רבים ומעניינים לבקר בהם."
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "max_ms": round(max(ms), 3),
+        "n": len(ms),
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --- store --------------------------------------------------------------------------------
+async def seed(store: SessionStore, n_sessions: int, per_session: int, n_long: int) -> None:
+    now = utcnow()
+    session_rows = []
+    message_rows: list[dict[str, Any]] = []
+    for pk in range(1, n_sessions + n_long + 1):
+        session_rows.append(
+            {
+                "pk": pk,
+                "id": f"chat_bench_{pk:08d}",
+                "owner": OWNER,
+                "title": "שיחת מבחן",
+                "language": "hebrew",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    async with store.engine.begin() as conn:
+        for i in range(0, len(session_rows), 2000):
+            await conn.execute(insert(sessions), session_rows[i : i + 2000])
+    mpk = 0
+    for pk in range(1, n_sessions + n_long + 1):
+        count = per_session if pk <= n_sessions else 50
+        for seq in range(1, count + 1):
+            mpk += 1
+            message_rows.append(
+                {
+                    "pk": mpk,
+                    "session_pk": pk,
+                    "seq": seq,
+                    "role": "user" if seq % 2 else "assistant",
+                    "content": HEBREW_USER if seq % 2 else HEBREW_REPLY,
+                    "status": COMPLETE,
+                    "created_at": now,
+                    "token_count": 20,
+                }
+            )
+        if len(message_rows) >= 20000:
+            async with store.engine.begin() as conn:
+                await conn.execute(insert(messages), message_rows)
+            message_rows = []
+    if message_rows:
+        async with store.engine.begin() as conn:
+            await conn.execute(insert(messages), message_rows)
+    async with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            for table in ("sessions", "messages"):
+                sql = (
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'pk'), "  # noqa: S608 - constant table names
+                    f"(SELECT max(pk) FROM {table}))"
+                )
+                await conn.exec_driver_sql(sql)
+        await conn.exec_driver_sql("ANALYZE")
+
+
+async def measure_store(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    store = await open_store(url, Path(tempfile.gettempdir()))
+    try:
+        started = time.perf_counter()
+        await seed(store, args.sessions, 20, args.long_sessions)
+        seeded = time.perf_counter() - started
+        rng = random.Random(7)
+        append, finish, turn = [], [], []
+        last_seq: dict[str, int] = {}
+        for _ in range(args.samples):
+            session_id = f"chat_bench_{rng.randint(1, args.sessions):08d}"
+            expected = last_seq.get(session_id, 20)
+            t0 = time.perf_counter()
+            record = await store.append_turn(
+                OWNER,
+                session_id,
+                language="hebrew",
+                expected_last_seq=expected,
+                new_messages=[NewMessage("user", HEBREW_USER, 20)],
+            )
+            t1 = time.perf_counter()
+            await store.finish_message(record.assistant_pk, HEBREW_REPLY, COMPLETE)
+            t2 = time.perf_counter()
+            last_seq[session_id] = expected + 2
+            append.append(t1 - t0)
+            finish.append(t2 - t1)
+            turn.append(t2 - t0)
+        loads = []
+        for _ in range(args.samples):
+            pk = rng.randint(args.sessions + 1, args.sessions + args.long_sessions)
+            t0 = time.perf_counter()
+            history = await store.history(OWNER, f"chat_bench_{pk:08d}")
+            loads.append(time.perf_counter() - t0)
+            assert history is not None
+            assert len(history.messages) == 50
+        return {
+            "seed_seconds": round(seeded, 1),
+            "append_turn_commit": summary_ms(append),
+            "finish_reply_commit": summary_ms(finish),
+            "turn_total_two_commits": summary_ms(turn),
+            "load_50_message_history": summary_ms(loads),
+        }
+    finally:
+        await store.close()
+
+
+async def pg_admin(sql: str) -> None:
+    engine = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+async def run_store(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "sessions": args.sessions,
+        "messages_per_session": 20,
+        "long_sessions": args.long_sessions,
+    }
+    with tempfile.TemporaryDirectory(dir=args.sqlite_dir) as tmp:
+        print("sqlite: seeding…", flush=True)
+        results["sqlite"] = await measure_store(database_url(None, Path(tmp)), args)
+        print(json.dumps(results["sqlite"], indent=1), flush=True)
+    name = f"llm_api_bench_{uuid.uuid4().hex[:8]}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        print("postgresql: seeding…", flush=True)
+        results["postgresql"] = await measure_store(
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", args
+        )
+        print(json.dumps(results["postgresql"], indent=1), flush=True)
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return results
+
+
+# --- engine ---------------------------------------------------------------------------------
+QUESTIONS = [
+    "שלום! ספר לי על ירושלים.",
+    "ומה לגבי תל אביב?",
+    "איזו עיר גדולה יותר?",
+    "מה כדאי לאכול בחיפה?",
+    "ספר לי על הים המלח.",
+    "מתי הכי טוב לטייל בגליל?",
+    "מה ההבדל בין הנגב לערבה?",
+    "תן לי שלושה רעיונות לטיול משפחתי.",
+    "כמה זמן לוקחת הנסיעה מאילת לירושלים?",
+    "תודה רבה! תסכם את השיחה במשפט אחד.",
+]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as response:  # noqa: S310 - loopback
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class UsageLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.usages: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        usage = getattr(record, "usage", None)
+        if isinstance(usage, dict):
+            self.usages.append(usage)
+
+
+async def conversation(engine_url: str, turns: int, tmp: Path) -> dict[str, Any]:
+    import httpx
+    import uvicorn
+
+    from llm_api.app import create_app
+    from llm_api.settings import Settings
+
+    settings = Settings(
+        engine_url=engine_url,
+        data_dir=tmp,
+        chat_titles=False,
+        max_model_len=4096,
+        max_tokens_cap=1024,
+    )
+    handler = UsageLog()
+    logging.getLogger("llm_api.chat.service").addHandler(handler)
+    logging.getLogger("llm_api.chat.service").setLevel(logging.INFO)
+    port = 18000 + random.randint(0, 999)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+        await asyncio.sleep(0.05)
+    ttfts = []
+    session_id = f"chat_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            for turn in range(turns):
+                body = {
+                    "messages": [{"role": "user", "content": QUESTIONS[turn % len(QUESTIONS)]}],
+                    "session_id": session_id,
+                    "max_tokens": 48,
+                    "temperature": 0,
+                }
+                t0 = time.perf_counter()
+                first = None
+                async with client.stream("POST", "/api/chat/stream", json=body) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data:"):
+                            event = orjson.loads(line[5:])
+                            if first is None and event["type"] == "content":
+                                first = time.perf_counter() - t0
+                assert first is not None
+                ttfts.append(first)
+    finally:
+        server.should_exit = True
+        await task
+        logging.getLogger("llm_api.chat.service").removeHandler(handler)
+    prompt = [u.get("prompt_tokens") for u in handler.usages]
+    cached = [(u.get("prompt_tokens_details") or {}).get("cached_tokens") for u in handler.usages]
+    return {
+        "ttft_ms": [round(t * 1000, 1) for t in ttfts],
+        "ttft_turn10_over_turn1": round(ttfts[-1] / ttfts[0], 2),
+        "prompt_tokens": prompt,
+        "cached_tokens": cached,
+    }
+
+
+async def run_engine(args: argparse.Namespace) -> dict[str, Any]:
+    from llm_api.engine.launch import llama_server_command
+    from llm_api.settings import Settings
+
+    variants = {
+        "default": [],
+        "swa-full": ["--swa-full"],
+        "cache-reuse-256": ["--cache-reuse", "256"],
+    }
+    results: dict[str, Any] = {}
+    for name, extra in variants.items():
+        port = 18999 - len(results)
+        settings = Settings(
+            vllm_port=port,
+            data_dir=REPO / "data",
+            max_model_len=4096,
+            max_tokens_cap=1024,
+            engine_parallel=1,
+            engine_threads=2,
+        )
+        command = [*llama_server_command(settings, "gemma-3-270m"), *extra]
+        with tempfile.TemporaryDirectory() as tmp:
+            log_path = Path(tmp) / "engine.log"
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                deadline = time.monotonic() + 120
+                while not _healthy(url):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(log_path.read_text()[-2000:])
+                    await asyncio.sleep(0.3)
+                print(f"engine {name}: conversation…", flush=True)
+                results[name] = await conversation(url, args.turns, Path(tmp))
+                results[name]["flags"] = extra
+                print(json.dumps(results[name]), flush=True)
+            finally:
+                process.terminate()
+                process.wait(10)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=["store", "engine"])
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--long-sessions", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--sqlite-dir", default=None, help="where the SQLite file goes")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    runner = run_store if args.scenario == "store" else run_engine
+    results = {"machine": machine(), args.scenario: asyncio.run(runner(args))}
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
