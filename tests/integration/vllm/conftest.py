@@ -35,8 +35,9 @@ SERVER_START_SECONDS = 600
 # The first vLLM test also pays for the install, the conversion and the server start.
 FIRST_TEST_TIMEOUT = 2400
 
-# Filled in by the session fixture, shown in the terminal summary.
+# Filled in during the session, shown in the terminal summary.
 TIMINGS: dict[str, float] = {}
+SKIPPED: list[str] = []
 
 
 def _skipping() -> bool:
@@ -52,14 +53,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = f"{SKIP_VARIABLE}=1: the real-vLLM tests were NOT run"
         for item in vllm_items:
             item.add_marker(pytest.mark.skip(reason=reason))
+        SKIPPED.extend(item.nodeid for item in vllm_items)
         return
     vllm_items[0].add_marker(pytest.mark.timeout(FIRST_TEST_TIMEOUT))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _skipping():
+    if SKIPPED:
         terminalreporter.write_sep(
-            "!", f"vLLM tests SKIPPED ({SKIP_VARIABLE} is set): the vLLM path was not tested",
+            "!",
+            f"{len(SKIPPED)} vLLM tests SKIPPED ({SKIP_VARIABLE} is set): "
+            "the gateway's vLLM path was NOT tested",
             red=True, bold=True,
         )  # fmt: skip
     elif TIMINGS:
