@@ -1,0 +1,314 @@
+"""What ``/v1/chat/completions`` costs over talking to the engine directly.
+
+A deterministic fake engine (tests/fakes.py: 64 content chunks, 20 ms apart) runs in its
+own process, the gateway under uvicorn with one worker in another, and this process is the
+client. Every scenario alternates direct and gateway requests (interleaved) so that noise
+from other work on the machine hits both sides alike.
+
+* 1 stream, sequential: added time to first token, p50.
+* 64 concurrent streams: added TTFT p99; chunk throughput, gateway / direct.
+* 256 concurrent streams: the largest gap between two chunks of one stream.
+* The gateway worker's CPU time (all its threads, from /proc/<pid>/task/*/schedstat, ns;
+  /proc/<pid>/stat utime+stime as a cross-check), divided by the chunks it relayed.
+
+Run:  .venv/bin/python -m bench.openai_relay_bench [--rounds 3] [--single 40] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+CHUNKS = 64
+DELAY = 0.02
+
+
+# --- the fake engine, as its own process ------------------------------------------------
+async def serve_engine(port: int) -> None:
+    from aiohttp import web
+    from tests.fakes import FakeEngine, FakeEngineState
+
+    state = FakeEngineState(chunks=[f"tok{i} " for i in range(CHUNKS)], chunk_delay=DELAY)
+    engine = FakeEngine(state)
+    runner = web.AppRunner(engine.app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
+    while True:
+        # Forget what was served: the fake keeps every request for tests to read.
+        await asyncio.sleep(1)
+        state.requests.clear()
+        state.streams.clear()
+
+
+# --- measuring --------------------------------------------------------------------------
+@dataclass
+class Stream:
+    ttft: float
+    chunks: int
+    max_gap: float
+
+
+@dataclass
+class Side:
+    ttfts: list[float] = field(default_factory=list)
+    throughputs: list[float] = field(default_factory=list)
+    max_gaps: list[float] = field(default_factory=list)
+    chunks: int = 0
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes) -> Stream:
+    start = time.perf_counter()
+    first = 0.0
+    last = start
+    max_gap = 0.0
+    chunks = 0
+    async with session.post(
+        url, data=body, headers={"Content-Type": "application/json"}
+    ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}: {await response.text()}")
+        async for line in response.content:
+            if not line.startswith(b"data:") or line.startswith(b"data: [DONE]"):
+                continue
+            now = time.perf_counter()
+            if chunks == 0:
+                first = now - start
+            else:
+                max_gap = max(max_gap, now - last)
+            last = now
+            chunks += 1
+    return Stream(first, chunks, max_gap)
+
+
+def cpu_ns(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        # A thread may end between listing and reading.
+        with contextlib.suppress(OSError, ValueError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    body: bytes
+
+
+async def concurrent_round(
+    session: aiohttp.ClientSession, target: Target, streams: int, side: Side
+) -> None:
+    start = time.perf_counter()
+    results = await asyncio.gather(
+        *(one_stream(session, target.url, target.body) for _ in range(streams))
+    )
+    wall = time.perf_counter() - start
+    chunks = sum(r.chunks for r in results)
+    side.chunks += chunks
+    side.ttfts.extend(r.ttft for r in results)
+    side.throughputs.append(chunks / wall)
+    side.max_gaps.append(max(r.max_gap for r in results))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    engine_port, gateway_port = free_port(), free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    env = {
+        **os.environ,
+        "LLM_API_ENGINE_URL": f"http://127.0.0.1:{engine_port}",
+        "LLM_API_DATA_DIR": str(data_dir),
+        "LLM_API_LOG_LEVEL": "WARNING",
+        "LLM_API_CONNECTION_POOL_SIZE": "1024",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "bench.openai_relay_bench", "--serve-engine", str(engine_port)],
+        cwd=REPO,
+    )
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(gateway_port), "--log-level", "warning",
+         "--backlog", "2048"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+    messages = [{"role": "user", "content": "שלום! ספר לי משהו."}]
+    direct = Target(
+        "direct",
+        f"http://127.0.0.1:{engine_port}/v1/chat/completions",
+        orjson.dumps(
+            {"model": "fake-model", "messages": messages, "stream": True, "max_tokens": 64,
+             "stream_options": {"include_usage": True}}
+        ),
+    )  # fmt: skip
+    through = Target(
+        "gateway",
+        f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+        orjson.dumps({"model": "default", "messages": messages, "stream": True, "max_tokens": 64}),
+    )
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await wait_up(session, f"http://127.0.0.1:{engine_port}/health")
+            await wait_up(session, f"http://127.0.0.1:{gateway_port}/ping")
+            for target in (direct, through):  # warm both paths (pools, model lookup)
+                await asyncio.gather(*(one_stream(session, target.url, target.body)
+                                       for _ in range(8)))  # fmt: skip
+            return await measure(session, args, direct, through, gateway.pid)
+    finally:
+        for process in (gateway, engine):
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def measure(
+    session: aiohttp.ClientSession,
+    args: argparse.Namespace,
+    direct: Target,
+    through: Target,
+    gateway_pid: int,
+) -> dict[str, Any]:
+    cpu = {"ns": 0, "ticks": 0, "chunks": 0}
+
+    async def gateway_side(coro_factory: Any, side: Side) -> None:
+        before_ns, before_ticks, before_chunks = (
+            cpu_ns(gateway_pid),
+            cpu_ticks(gateway_pid),
+            side.chunks,
+        )
+        await coro_factory()
+        cpu["ns"] += cpu_ns(gateway_pid) - before_ns
+        cpu["ticks"] += cpu_ticks(gateway_pid) - before_ticks
+        cpu["chunks"] += side.chunks - before_chunks
+
+    # 1 stream, one request at a time, alternating sides.
+    single = {"direct": Side(), "gateway": Side()}
+    for i in range(args.single):
+        order = (direct, through) if i % 2 == 0 else (through, direct)
+        for target in order:
+            side = single[target.name]
+
+            async def one(target: Target = target, side: Side = side) -> None:
+                result = await one_stream(session, target.url, target.body)
+                side.ttfts.append(result.ttft)
+                side.chunks += result.chunks
+
+            if target is through:
+                await gateway_side(one, side)
+            else:
+                await one()
+
+    scenarios: dict[int, dict[str, Side]] = {}
+    for streams in (64, 256):
+        sides = {"direct": Side(), "gateway": Side()}
+        for r in range(args.rounds):
+            order = (direct, through) if r % 2 == 0 else (through, direct)
+            for target in order:
+                side = sides[target.name]
+
+                async def round_(
+                    target: Target = target, side: Side = side, n: int = streams
+                ) -> None:
+                    await concurrent_round(session, target, n, side)
+
+                if target is through:
+                    await gateway_side(round_, side)
+                else:
+                    await round_()
+        scenarios[streams] = sides
+
+    s64, s256 = scenarios[64], scenarios[256]
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "single_stream_requests_per_side": args.single,
+        "rounds": args.rounds,
+        "ttft_p50_ms_1_stream": {k: pct(v.ttfts, 50) * 1e3 for k, v in single.items()},
+        "added_ttft_p50_ms_1_stream": (
+            pct(single["gateway"].ttfts, 50) - pct(single["direct"].ttfts, 50)
+        )
+        * 1e3,
+        "ttft_p99_ms_64": {k: pct(v.ttfts, 99) * 1e3 for k, v in s64.items()},
+        "added_ttft_p99_ms_64": (pct(s64["gateway"].ttfts, 99) - pct(s64["direct"].ttfts, 99))
+        * 1e3,
+        "throughput_chunks_per_s_64": {k: statistics.mean(v.throughputs) for k, v in s64.items()},
+        "throughput_ratio_64": statistics.mean(s64["gateway"].throughputs)
+        / statistics.mean(s64["direct"].throughputs),
+        "max_gap_ms_256": {k: max(v.max_gaps) * 1e3 for k, v in s256.items()},
+        "throughput_ratio_256": statistics.mean(s256["gateway"].throughputs)
+        / statistics.mean(s256["direct"].throughputs),
+        "gateway_cpu_us_per_chunk": cpu["ns"] / 1e3 / cpu["chunks"],
+        "gateway_cpu_us_per_chunk_from_stat_ticks": cpu["ticks"] / tick * 1e6 / cpu["chunks"],
+        "gateway_chunks_relayed": cpu["chunks"],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "load_average_at_end": os.getloadavg(),
+    }
+
+
+async def wait_up(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(600):
+        try:
+            async with session.get(url) as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve-engine", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--single", type=int, default=40)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.serve_engine:
+        asyncio.run(serve_engine(args.serve_engine))
+        return
+    results = asyncio.run(run(args))
+    text = orjson.dumps(results, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
