@@ -23,8 +23,10 @@ MARKER = ".converted-from-gguf"
 def convert(gguf: Path, out: Path) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    # Imported here: the offline switches above must be set first, and both packages exist
+    # only in the vLLM environment.
+    import torch  # noqa: PLC0415 - see above
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - see above
 
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
