@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from llm_api.chat.schemas import Language
 
 MIN_SUMMARY_LENGTH, MAX_SUMMARY_LENGTH = 20, 2000
-MAX_TASKS = 20
+MAX_TASKS = 8
 MAX_TITLE_WORDS = 6
 
 
@@ -79,18 +79,19 @@ class TitlePublic(BaseModel):
 
 
 # --- what the model returns ---------------------------------------------------------------
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(min_length=1, max_length=600)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=150)]
 
 
 class ModelTask(BaseModel):
+    # Tight bounds: under a grammar, a weak model that loops stops at a bound, not at
+    # max_tokens (whose cut answer would be unusable).
     model_config = ConfigDict(extra="forbid")
 
-    assigned_to: Annotated[str, StringConstraints(max_length=120)] | None
-    title: ShortText
-    description: LongText
-    due_date: Annotated[str, StringConstraints(max_length=80)] | None
-    evidence: Annotated[str, StringConstraints(max_length=400)] | None
+    assigned_to: Annotated[str, StringConstraints(max_length=60)] | None
+    title: Annotated[str, StringConstraints(max_length=100)]
+    description: Annotated[str, StringConstraints(max_length=300)]
+    due_date: Annotated[str, StringConstraints(max_length=60)] | None
+    evidence: Annotated[str, StringConstraints(max_length=300)] | None
 
 
 class ModelTaskList(BaseModel):

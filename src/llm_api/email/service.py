@@ -71,7 +71,7 @@ class EmailLimits:
     max_email_chars: int = 100_000
     max_tokens_cap: int = 4096
     context_tokens: int = 8192
-    extract_max_tokens: int = 1024
+    extract_max_tokens: int = 768
     title_max_tokens: int = 64
     # Off only to measure what the grammar costs (bench/email_bench.py); always on in the API.
     constrained: bool = True
@@ -83,7 +83,7 @@ class EmailLimits:
             "max_email_chars": settings.max_email_chars,
             "max_tokens_cap": settings.max_tokens_cap,
             "context_tokens": settings.max_model_len,
-            "extract_max_tokens": min(1024, settings.max_tokens_cap),
+            "extract_max_tokens": min(768, settings.max_tokens_cap),
         }
         return cls(**(values | overrides))
 
@@ -204,6 +204,8 @@ class EmailService:
             if finish_reason == "length":
                 # A cut answer is never used, even if it happens to parse: more room, again.
                 log.info("email %s attempt %d cut at %d tokens", name, attempt, tokens)
+                if tokens >= self._limits.max_tokens_cap:
+                    break  # the same request with the same room would be cut the same way
                 tokens = min(tokens * 2, self._limits.max_tokens_cap)
                 continue
             try:
