@@ -46,6 +46,9 @@ class FakeEngineState:
     finish_reason: str = "stop"
     # Non-streaming answers, served in order; the last one repeats.
     replies: deque[str] = field(default_factory=deque)
+    reply_delay: float = 0.0  # seconds before each non-streaming answer
+    peak_replies: int = 0  # most non-streaming answers in progress at once
+    _replying: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
     running: int = 0
@@ -121,6 +124,13 @@ class FakeEngine:
                 status=s.fail_status,
             )  # fmt: skip
         if not body.get("stream"):
+            if s.reply_delay:
+                s._replying += 1
+                s.peak_replies = max(s.peak_replies, s._replying)
+                try:
+                    await asyncio.sleep(s.reply_delay)
+                finally:
+                    s._replying -= 1
             content = s.replies[0] if s.replies else "".join(s.chunks)
             if len(s.replies) > 1:
                 s.replies.popleft()
