@@ -96,7 +96,7 @@ class RequestObserver:
             record.route = _route_of(scope)
             record.latency = time.perf_counter() - record.started
             if streaming:
-                metrics.STREAMS_IN_FLIGHT.labels(record.route).dec()
+                metrics.child(metrics.STREAMS_IN_FLIGHT, record.route).dec()
             if not completed and record.status < 500:
                 record.client_disconnected = True
             _finish(scope, record)
@@ -106,8 +106,8 @@ def _first_event(scope: Scope, record: RequestRecord, now: float) -> Any:
     route = _route_of(scope)
     record.route = route
     record.first_event_after = now - record.started
-    metrics.TIME_TO_FIRST_TOKEN.labels(route).observe(record.first_event_after)
-    return metrics.INTER_TOKEN_GAP.labels(route)
+    metrics.child(metrics.TIME_TO_FIRST_TOKEN, route).observe(record.first_event_after)
+    return metrics.child(metrics.INTER_TOKEN_GAP, route)
 
 
 def _on_start(scope: Scope, record: RequestRecord, message: Message) -> tuple[bool, Message]:
@@ -122,7 +122,7 @@ def _on_start(scope: Scope, record: RequestRecord, message: Message) -> tuple[bo
             record.session_id = value.decode("latin-1")
     headers.append((b"x-request-id", record.request_id.encode()))
     if streaming:
-        metrics.STREAMS_IN_FLIGHT.labels(_route_of(scope)).inc()
+        metrics.child(metrics.STREAMS_IN_FLIGHT, _route_of(scope)).inc()
     return streaming, {**message, "headers": headers}
 
 
@@ -135,16 +135,16 @@ def _route_of(scope: Scope) -> str:
 def _finish(scope: Scope, record: RequestRecord) -> None:
     route, status = record.route, record.status
     latency = record.latency or 0.0
-    metrics.REQUESTS.labels(route, record.method, str(status)).inc()
-    metrics.REQUEST_SECONDS.labels(route).observe(latency)
+    metrics.child(metrics.REQUESTS, route, record.method, str(status)).inc()
+    metrics.child(metrics.REQUEST_SECONDS, route).observe(latency)
     if status in (429, 503):
-        metrics.REJECTIONS.labels(route, str(status)).inc()
+        metrics.child(metrics.REJECTIONS, route, str(status)).inc()
     if record.client_disconnected:
-        metrics.CLIENT_DISCONNECTS.labels(route).inc()
+        metrics.child(metrics.CLIENT_DISCONNECTS, route).inc()
     if record.prompt_tokens:
-        metrics.PROMPT_TOKENS.labels(route).inc(record.prompt_tokens)
+        metrics.child(metrics.PROMPT_TOKENS, route).inc(record.prompt_tokens)
     if record.completion_tokens:
-        metrics.COMPLETION_TOKENS.labels(route).inc(record.completion_tokens)
+        metrics.child(metrics.COMPLETION_TOKENS, route).inc(record.completion_tokens)
 
     error = status >= 500 or record.stream_error
     state = scope.get("state") or {}

@@ -18,7 +18,7 @@ from llm_api.observability.service import MetricsService, snapshot_body
 router = APIRouter(tags=["observability"])
 
 
-def get_metrics_service(request: Request) -> MetricsService:
+async def get_metrics_service(request: Request) -> MetricsService:
     return cast(MetricsService, request.state.metrics_service)
 
 
