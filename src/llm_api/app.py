@@ -48,13 +48,15 @@ def with_observability(settings: Settings, core: Lifespan) -> Lifespan:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with core(app) as state, observability(settings, state["engine"]) as observed:
-            relay = OpenAIRelay(
-                state["engine"],
-                state["models"],
-                RelayLimits(settings.default_max_tokens, settings.max_tokens_cap),
-            )
-            yield {**state, **observed, "openai_relay": relay}
+        async with core(app) as state:
+            activity = SessionActivity(state["session_store"], settings.active_session_minutes)
+            async with observability(settings, state["engine"], activity.active_count) as observed:
+                relay = OpenAIRelay(
+                    state["engine"],
+                    state["models"],
+                    RelayLimits(settings.default_max_tokens, settings.max_tokens_cap),
+                )
+                yield {**state, **observed, "openai_relay": relay}
 
     return lifespan
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,17 +42,26 @@ class MetricsSnapshot:
     timestamp: datetime
 
 
+ActiveSessions = Callable[[], Awaitable[int]]
+
+
 class MetricsService:
-    def __init__(self, request_log: RequestLog, gpu: GpuProbe) -> None:
+    def __init__(
+        self, request_log: RequestLog, gpu: GpuProbe, active_sessions: ActiveSessions | None
+    ) -> None:
         self._log = request_log
         self._gpu = gpu
+        self._active_sessions = active_sessions
         self._started = time.monotonic()
 
     async def snapshot(self) -> MetricsSnapshot:
         stats = await self._log.stats(session_window=ACTIVE_SESSION_SECONDS)
         resources = await asyncio.to_thread(read_resources, self._gpu)
+        # The conversation store's count when there is one (the same figure /api/health
+        # gives); otherwise distinct session ids in the request log.
+        active = await self._active_sessions() if self._active_sessions else stats.active_sessions
         return MetricsSnapshot(
-            active_sessions=stats.active_sessions,
+            active_sessions=active,
             total_requests_24h=stats.total,
             average_response_time=stats.average_latency,
             error_rate=stats.error_rate,
@@ -107,7 +116,9 @@ async def _sample_engine_health(
 
 
 @asynccontextmanager
-async def observability(settings: Settings, engine: EngineClient) -> AsyncIterator[dict[str, Any]]:
+async def observability(
+    settings: Settings, engine: EngineClient, active_sessions: ActiveSessions | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """Lifespan part: the request log, the health sampler, the metrics service."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     request_log = RequestLog(
@@ -123,7 +134,8 @@ async def observability(settings: Settings, engine: EngineClient) -> AsyncIterat
         name="engine-health-sampler",
     )
     try:
-        yield {"request_log": request_log, "metrics_service": MetricsService(request_log, gpu)}
+        service = MetricsService(request_log, gpu, active_sessions)
+        yield {"request_log": request_log, "metrics_service": service}
     finally:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
