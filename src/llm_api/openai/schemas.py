@@ -15,8 +15,8 @@ presence_penalty, frequency_penalty
 logit_bias, logprobs, top_logprobs
 n                                 1 only (llama-server generates one choice)
 response_format                   text, json_object, json_schema (grammar-constrained)
-tools, tool_choice,               passed through; the engine decides (llama-server
-parallel_tool_calls               needs ``--jinja`` for tools and says so with a 400)
+tools, tool_choice,               passed through; the engine decides, and its 4xx
+parallel_tool_calls               refusal reaches the client as ``engine_rejected``
 user                              accepted, not forwarded
 ================================  ====================================================
 
