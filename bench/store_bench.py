@@ -21,8 +21,10 @@ import logging
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -167,8 +169,16 @@ async def measure_store(url: str, args: argparse.Namespace) -> dict[str, Any]:
             loads.append(time.perf_counter() - t0)
             assert history is not None
             assert len(history.messages) == 50
+        # The floor on this machine: one trivial statement in a transaction, same driver.
+        floor = []
+        for _ in range(args.samples):
+            t0 = time.perf_counter()
+            async with store.engine.connect() as conn, conn.begin():
+                await conn.execute(text("SELECT 1"))
+            floor.append(time.perf_counter() - t0)
         return {
             "seed_seconds": round(seeded, 1),
+            "select_1_floor": summary_ms(floor),
             "append_turn_commit": summary_ms(append),
             "finish_reply_commit": summary_ms(finish),
             "turn_total_two_commits": summary_ms(turn),
@@ -211,6 +221,7 @@ async def run_store(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- engine ---------------------------------------------------------------------------------
+PROMPT_EVAL = re.compile(r"prompt eval time =\s+([\d.]+) ms /\s+(\d+) tokens")
 QUESTIONS = [
     "שלום! ספר לי על ירושלים.",
     "ומה לגבי תל אביב?",
@@ -244,7 +255,7 @@ class UsageLog(logging.Handler):
             self.usages.append(usage)
 
 
-async def conversation(engine_url: str, turns: int, tmp: Path) -> dict[str, Any]:
+async def conversation(engine_url: str, turns: int, max_tokens: int, tmp: Path) -> dict[str, Any]:
     import httpx
     import uvicorn
 
@@ -276,7 +287,7 @@ async def conversation(engine_url: str, turns: int, tmp: Path) -> dict[str, Any]
                 body = {
                     "messages": [{"role": "user", "content": QUESTIONS[turn % len(QUESTIONS)]}],
                     "session_id": session_id,
-                    "max_tokens": 48,
+                    "max_tokens": max_tokens,
                     "temperature": 0,
                 }
                 t0 = time.perf_counter()
@@ -312,8 +323,10 @@ async def run_engine(args: argparse.Namespace) -> dict[str, Any]:
         "swa-full": ["--swa-full"],
         "cache-reuse-256": ["--cache-reuse", "256"],
     }
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"max_tokens": args.max_tokens}
     for name, extra in variants.items():
+        if args.variants and name not in args.variants:
+            continue
         port = 18999 - len(results)
         settings = Settings(
             vllm_port=port,
@@ -336,8 +349,13 @@ async def run_engine(args: argparse.Namespace) -> dict[str, Any]:
                         raise RuntimeError(log_path.read_text()[-2000:])
                     await asyncio.sleep(0.3)
                 print(f"engine {name}: conversation…", flush=True)
-                results[name] = await conversation(url, args.turns, Path(tmp))
+                results[name] = await conversation(url, args.turns, args.max_tokens, Path(tmp))
                 results[name]["flags"] = extra
+                # llama-server's own account: prompt tokens it had to evaluate each turn.
+                evaluated = PROMPT_EVAL.findall(log_path.read_text(errors="replace"))
+                results[name]["engine_prompt_eval"] = [
+                    {"tokens": int(n), "ms": float(ms)} for ms, n in evaluated
+                ]
                 print(json.dumps(results[name]), flush=True)
             finally:
                 process.terminate()
@@ -345,17 +363,126 @@ async def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# --- gateway overhead ---------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gateway(engine_url: str, port: int, data_dir: Path, src: Path | None) -> Any:
+    env = {
+        **os.environ,
+        "LLM_API_ENGINE_URL": engine_url,
+        "LLM_API_LOG_LEVEL": "WARNING",
+        "LLM_API_DATA_DIR": str(data_dir),
+        "LLM_API_CHAT_TITLES": "false",
+    }
+    if src is not None:
+        env["PYTHONPATH"] = str(src)  # an older checkout's package, ahead of the installed one
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--log-level", "warning", "--no-access-log"],
+        env=env,
+    )  # fmt: skip
+
+
+async def first_token(client: Any, url: str, body: dict[str, Any]) -> float:
+    t0 = time.perf_counter()
+    first = None
+    async with client.stream("POST", url + "/api/chat/stream", json=body) as response:
+        assert response.status_code == 200, response.status_code
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data:") and b'"content"' in line.encode():
+                first = time.perf_counter() - t0
+    assert first is not None
+    return first
+
+
+async def run_gateway(args: argparse.Namespace) -> dict[str, Any]:
+    """TTFT through a gateway without the store (``--base-src``) and with it, interleaved."""
+    import httpx
+
+    engine_port = free_port()
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_engine_server", "--port", str(engine_port),
+         "--chunks", "4", "--delay", "0.001"],
+    )  # fmt: skip
+    engine_url = f"http://127.0.0.1:{engine_port}"
+    gateways = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sources: dict[str, Path | None] = {"with_store": None}
+        if args.base_src:
+            sources = {"without_store": Path(args.base_src), **sources}
+        processes = []
+        for name, src in sources.items():
+            port = free_port()
+            processes.append(start_gateway(engine_url, port, Path(tmp) / name, src))
+            gateways[name] = f"http://127.0.0.1:{port}"
+        try:
+            for url in [engine_url, *gateways.values()]:
+                deadline = time.monotonic() + 60
+                while not _healthy_path(url):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} did not start")
+                    await asyncio.sleep(0.2)
+            ttft: dict[str, list[float]] = {name: [] for name in gateways}
+            ttft_session: list[float] = []
+            question = [{"role": "user", "content": "שלום, ספר לי על ירושלים"}]
+            async with httpx.AsyncClient(timeout=30) as client:
+                for url in gateways.values():  # warm pools and the model lookup
+                    await first_token(client, url, {"messages": question})
+                for i in range(args.samples):
+                    for name, url in gateways.items():
+                        ttft[name].append(await first_token(client, url, {"messages": question}))
+                    # A continuing conversation (20 sessions in rotation, growing histories).
+                    body = {
+                        "messages": [{"role": "user", "content": f"שאלה מספר {i} על ירושלים"}],
+                        "session_id": f"chat_bench_turns_{i % 20:04d}",
+                    }
+                    ttft_session.append(await first_token(client, gateways["with_store"], body))
+        finally:
+            for process in [*processes, engine]:
+                process.terminate()
+                process.wait(10)
+    results: dict[str, Any] = {name: summary_ms(values) for name, values in ttft.items()}
+    results["with_store_continuing_session"] = summary_ms(ttft_session)
+    if "without_store" in results:
+        results["added_p50_ms"] = round(
+            results["with_store"]["p50_ms"] - results["without_store"]["p50_ms"], 3
+        )
+    return results
+
+
+def _healthy_path(url: str) -> bool:
+    """The fake engine answers /health, a gateway /ping."""
+    for path in ("/health", "/ping"):
+        try:
+            with urllib.request.urlopen(url + path, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["store", "engine"])
+    parser.add_argument("scenario", choices=["store", "engine", "gateway"])
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--long-sessions", type=int, default=200)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--variants", nargs="*", default=None, help="engine flag sets to run")
     parser.add_argument("--sqlite-dir", default=None, help="where the SQLite file goes")
+    parser.add_argument("--base-src", default=None, help="src/ of a checkout without the store")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    runner = run_store if args.scenario == "store" else run_engine
+    runner = {"store": run_store, "engine": run_engine, "gateway": run_gateway}[args.scenario]
     results = {"machine": machine(), args.scenario: asyncio.run(runner(args))}
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

@@ -381,11 +381,13 @@ async def test_locked_database_is_503_then_recovers(
             assert response.status_code == 503
             assert response.json()["error"]["type"] == "store_unavailable"
             assert response.headers["retry-after"]
-            calls = len(fake_engine.state.requests)
+            # The engine request opened beside the commit was closed, not left generating.
+            assert fake_engine.state.open_streams() == 0
         finally:
             blocker.rollback()
             blocker.close()
-        assert calls == 1  # the engine was never asked while the store was locked
+        body = (await client.get("/api/sessions/chat_locked_00001")).json()
+        assert [m["content"] for m in body["messages"] if m["role"] == "user"] == ["before"]
         response, events = await chat(client, [user("after")], "chat_locked_00001")
         assert events[-1]["type"] == "done"
         body = (await client.get("/api/sessions/chat_locked_00001")).json()

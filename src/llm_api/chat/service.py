@@ -6,9 +6,11 @@ A turn's life, as the store sees it:
    (:mod:`llm_api.chat.history`); the prompt is fitted to the context window
    (:mod:`llm_api.chat.context`). Nothing is written yet, so a too-long message (422) or
    an engine that is down (503) leaves no trace.
-2. The new messages and a ``streaming`` assistant placeholder are committed together.
-3. The engine stream is opened and its first chunk awaited; only then does the router
-   answer 200 and send the first token.
+2. The new messages and a ``streaming`` assistant placeholder are committed together,
+   while the engine stream is opened and its first chunk awaited (the commit hides behind
+   the engine's prompt processing). Only when both have succeeded does the router answer
+   200 and send the first token; if the commit fails (409, 503) the engine request is
+   closed at once, if the engine fails the placeholder becomes ``error``.
 4. When the stream ends, however it ends, the reply's text and status are committed
    (``complete``, ``interrupted`` on disconnect or cancellation, ``error`` on an engine
    failure) before the ``done`` event goes out. The write runs in its own task, shielded,
@@ -157,10 +159,6 @@ class ChatService:
         fitted = await self._context.fit(
             system, candidates + new, budget=self._budget(model.max_model_len, max_tokens)
         )
-        turn = await self._record(
-            owner, session_id, language, history, plan, new=new, counted=fitted.counted
-        )
-
         payload: dict[str, Any] = {
             "model": model.id,
             "messages": [{"role": "system", "content": system}, *_alternating(fitted.messages)],
@@ -169,20 +167,36 @@ class ChatService:
         }
         if request.temperature is not None:
             payload["temperature"] = request.temperature
+
+        # The commit and the engine's first chunk are awaited together: the commit hides
+        # behind the engine's prompt processing instead of adding to time-to-first-token.
+        # Both must have succeeded before anything is returned (and so sent).
         chunks = self._engine.stream_chat(payload)
-        outcome = ReplyOutcome()
+        recording = asyncio.create_task(
+            self._record(
+                owner, session_id, language, history, plan, new=new, counted=fitted.counted
+            )
+        )
+        opening = asyncio.create_task(_first_chunk(chunks))
         try:
-            first_chunk = await anext(chunks)
-        except StopAsyncIteration:
-            await self._finish(turn.assistant_pk, "", ERROR)
-            raise EngineBadResponse("the inference engine ended the stream at once") from None
-        except BaseException as exc:
+            await asyncio.wait({recording, opening})
+        except asyncio.CancelledError:
+            opening.cancel()
+            self._track(asyncio.create_task(self._abandon(recording)))
+            raise
+        if (failed := recording.exception()) is not None:
+            if opening.exception() is None:
+                await chunks.aclose()
+            raise failed
+        turn = recording.result()
+        if (error := opening.exception()) is not None:
             await chunks.aclose()
             await self._finish(
-                turn.assistant_pk, "", ERROR if isinstance(exc, ApiError) else INTERRUPTED
+                turn.assistant_pk, "", ERROR if isinstance(error, ApiError) else INTERRUPTED
             )
-            raise
-        deltas = self._persisted(first_chunk, chunks, outcome, turn)
+            raise error
+        outcome = ReplyOutcome()
+        deltas = self._persisted(opening.result(), chunks, outcome, turn)
         return ChatReply(session_id, turn.language, deltas, outcome, fitted.dropped)
 
     async def close(self) -> None:
@@ -286,9 +300,20 @@ class ChatService:
     async def _finish(self, pk: int, content: str, status: str) -> None:
         """Commit a reply's end in a task of its own: cancelling the caller cannot stop it."""
         task = asyncio.create_task(self._finish_with_retries(pk, content, status))
+        self._track(task)
+        await asyncio.shield(task)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-        await asyncio.shield(task)
+
+    async def _abandon(self, recording: asyncio.Task[_Turn]) -> None:
+        """The client left before the first token: once the turn is stored, close it."""
+        try:
+            turn = await recording
+        except Exception:
+            return  # nothing was stored, so nothing to close
+        await self._finish_with_retries(turn.assistant_pk, "", INTERRUPTED)
 
     async def _finish_with_retries(self, pk: int, content: str, status: str) -> None:
         for delay in (*_FINISH_RETRY_DELAYS, None):
@@ -303,6 +328,13 @@ class ChatService:
                 await asyncio.sleep(delay)
             else:
                 return
+
+
+async def _first_chunk(chunks: AsyncGenerator[JsonObject, None]) -> JsonObject:
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        raise EngineBadResponse("the inference engine ended the stream at once") from None
 
 
 def _replay(session_id: str, language: Language, reply: StoredMessage) -> ChatReply:

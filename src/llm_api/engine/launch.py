@@ -147,4 +147,8 @@ def llama_server_command(settings: Settings, model_name: str) -> list[str]:
         # The GGUF carries no chat template. Order matters: after --jinja, "gemma" would
         # be read as a literal template and every prompt would collapse to "gemma".
         "--no-jinja", "--chat-template", "gemma",
+        # Gemma 3's sliding-window layers otherwise keep only the window, and each turn of a
+        # conversation re-evaluates the previous reply (measured: docs/sessions-benchmarks.md).
+        # Costs a full-size KV cache for those layers.
+        "--swa-full",
     ]  # fmt: skip
