@@ -194,3 +194,30 @@ async def test_uptime_counts_failed_health_samples(fake_engine: FakeEngine, tmp_
         await asyncio.sleep(0.35)
         uptime = (await http.get("/api/metrics")).json()["uptime"]
     assert 20 < uptime < 80
+
+
+async def test_context_truncations_are_counted(fake_engine: FakeEngine, tmp_path: Path) -> None:
+    fake_engine.state.chunks = [" ".join(["תשובה"] * 10)]
+    settings = gateway_settings(
+        fake_engine.url,
+        data_dir=tmp_path,
+        max_model_len=400,
+        max_tokens_cap=100,
+        default_max_tokens=100,
+    )
+    truncated_turns = 0
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        before = (await http.get("/metrics")).text
+        for turn in range(12):
+            text = f"שאלה {turn} " + " ".join(["מילה"] * 10)
+            _, events = await stream_events(
+                http,
+                {"messages": [{"role": "user", "content": text}], "session_id": "chat_obs_0001"},
+            )
+            truncated_turns += bool(events[-1].get("truncated_messages"))
+        after = (await http.get("/metrics")).text
+    assert truncated_turns > 0
+    counted = sample(after, "llm_api_context_truncations_total", feature="chat") - sample(
+        before, "llm_api_context_truncations_total", feature="chat"
+    )
+    assert counted == truncated_turns

@@ -16,7 +16,7 @@ from llm_api.chat.service import ChatReply
 from llm_api.deps import ChatServiceDep, OwnerDep, SettingsDep
 from llm_api.errors import ApiError, json_response, note_api_error
 from llm_api.observability.context import note_usage
-from llm_api.observability.metrics import UPSTREAM_ABORTS
+from llm_api.observability.metrics import CONTEXT_TRUNCATIONS, UPSTREAM_ABORTS
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
@@ -41,6 +41,8 @@ async def chat_stream(
     body: ChatRequest, chat: ChatServiceDep, settings: SettingsDep, owner: OwnerDep
 ) -> Response:
     reply = await chat.start_reply(body, owner)
+    if reply.truncated_messages:
+        CONTEXT_TRUNCATIONS.labels("chat").inc()
     headers = {"X-Session-ID": reply.session_id, "Cache-Control": "no-store"}
     if not body.stream:
         return await _collect(reply, headers)
