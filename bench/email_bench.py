@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,14 @@ import orjson
 
 from llm_api.email.batch import BatchOptions, EmailInput, Operation, run_batch
 from llm_api.email.service import EmailLimits, EmailService
-from llm_api.engine.client import EngineClient, EngineLimits
+from llm_api.engine.client import EngineClient, EngineLimits, JsonObject
 from llm_api.engine.launch import llama_server_command
 from llm_api.engine.models import ModelCatalog
 from llm_api.errors import ApiError
 from llm_api.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_TOKENS = 384
 PEOPLE_HE = ["דנה", "יוסי", "רונית", "אבי", "נועה", "עמית", "שירה", "משה", "ליאור", "מיכל"]
 PEOPLE_EN = ["Dana", "Mike", "Sarah", "Ron", "Lisa", "Tom", "Anna", "David", "Noah", "Emma"]
 WORK_HE = ["להכין את מצגת הרבעון", "לשלוח ללקוח את הצעת המחיר", "לעדכן את תוכנית העבודה",
@@ -105,19 +106,39 @@ def own_engine(port: int) -> Iterator[str]:
         process.wait(10)
 
 
-def _summary(seconds: list[float], valid: int, total: int) -> dict[str, Any]:
+class CountingEngine(EngineClient):
+    """Records, per engine call, the generated tokens and the seconds it took."""
+
+    calls: list[tuple[int, float]]
+
+    async def complete_chat(self, payload: Mapping[str, Any]) -> JsonObject:
+        started = time.perf_counter()
+        answer = await super().complete_chat(payload)
+        tokens = int((answer.get("usage") or {}).get("completion_tokens") or 0)
+        self.calls.append((tokens, time.perf_counter() - started))
+        return answer
+
+
+def _summary(
+    seconds: list[float], valid: int, total: int, calls: list[tuple[int, float]]
+) -> dict[str, Any]:
     ordered = sorted(seconds)
+    tokens = sum(t for t, _ in calls)
     return {
         "p50_s": round(statistics.median(ordered), 2),
         "p90_s": round(ordered[max(0, int(len(ordered) * 0.9) - 1)], 2),
         "mean_s": round(statistics.fmean(ordered), 2),
         "valid": f"{valid}/{total}",
+        "engine_calls": len(calls),
+        "tokens_per_email": round(tokens / total, 1),
+        "ms_per_token": round(1000 * sum(s for _, s in calls) / tokens, 1) if tokens else None,
     }
 
 
 async def time_each(
-    service: EmailService, operation: Operation, emails: list[str]
+    service: EmailService, engine: CountingEngine, operation: Operation, emails: list[str]
 ) -> dict[str, Any]:
+    engine.calls = []
     seconds, valid = [], 0
     for content in emails:
         started = time.perf_counter()
@@ -130,7 +151,7 @@ async def time_each(
         except ApiError:
             pass  # counted as not valid; its time still counts
         seconds.append(time.perf_counter() - started)
-    return _summary(seconds, valid, len(emails))
+    return _summary(seconds, valid, len(emails), engine.calls)
 
 
 async def batch_rate(service: EmailService, emails: list[str], concurrency: int) -> dict[str, Any]:
@@ -152,21 +173,28 @@ async def batch_rate(service: EmailService, emails: list[str], concurrency: int)
     }
 
 
+def bench_limits(*, constrained: bool) -> EmailLimits:
+    # One cap for every mode (no "more room" retry), so that an unconstrained answer that
+    # rambles costs the same number of tokens at most as a constrained one.
+    return EmailLimits(
+        max_tokens_cap=MAX_TOKENS, extract_max_tokens=MAX_TOKENS, context_tokens=4096,
+        constrained=constrained,
+    )  # fmt: skip
+
+
 async def measure(url: str, count: int) -> dict[str, Any]:
     emails = make_emails(count)
     results: dict[str, Any] = {"emails": count}
     limits = EngineLimits(base_url=url, request_timeout=900)
-    async with EngineClient(limits) as engine:
+    async with CountingEngine(limits) as engine:
+        engine.calls = []
         models = ModelCatalog(engine, None)
         for constrained in (True, False):
-            service = EmailService(
-                engine, models, EmailLimits(max_tokens_cap=1024, context_tokens=4096,
-                                            constrained=constrained),
-            )  # fmt: skip
+            service = EmailService(engine, models, bench_limits(constrained=constrained))
             label = "schema on" if constrained else "schema off"
             for operation in (Operation.EXTRACT, Operation.SUMMARIZE):
                 key = f"{operation.value} ({label})"
-                results[key] = await time_each(service, operation, emails)
+                results[key] = await time_each(service, engine, operation, emails)
                 print(key, results[key], flush=True)
         service = EmailService(
             engine, models, EmailLimits(max_tokens_cap=1024, context_tokens=4096)
@@ -177,11 +205,13 @@ async def measure(url: str, count: int) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["| measurement | p50 s | p90 s | mean s | valid |", "|---|---|---|---|---|"]
+    lines = ["| measurement | p50 s | p90 s | mean s | valid | engine calls | tokens/email "
+             "| ms/token |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for key, value in results.items():
         if isinstance(value, dict):
             lines.append(f"| {key} | {value['p50_s']} | {value['p90_s']} | {value['mean_s']} "
-                         f"| {value['valid']} |")  # fmt: skip
+                         f"| {value['valid']} | {value['engine_calls']} "
+                         f"| {value['tokens_per_email']} | {value['ms_per_token']} |")  # fmt: skip
     lines += ["", "| batch concurrency | emails | seconds | emails/s | lines out | failed |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for row in results["batch"]:
