@@ -333,3 +333,30 @@ async def test_title_of_only_punctuation_is_invalid(
 async def test_title_needs_a_message(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/title/generate", json={"user_message": "  "})
     assert response.status_code == 422
+
+
+async def test_cut_answer_at_the_token_cap_is_not_retried_the_same_way(
+    fake_engine: FakeEngine,
+) -> None:
+    fake_engine.state.finish_reason = "length"
+    fake_engine.state.replies = replies({"tasks": []})
+    settings = gateway_settings(fake_engine.url, max_tokens_cap=512, default_max_tokens=256)
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post("/api/tasks/extract", json={"email_content": "Dan, call."})
+    assert response.status_code == 502
+    assert [r["max_tokens"] for r in fake_engine.state.requests] == [512]
+
+
+async def test_long_email_is_cut_to_fit_the_context(fake_engine: FakeEngine) -> None:
+    fake_engine.state.replies = replies({"tasks": []})
+    settings = gateway_settings(
+        fake_engine.url, max_model_len=1024, max_tokens_cap=512, default_max_tokens=256
+    )
+    words = [f"מילה{i}" for i in range(600)]
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post("/api/tasks/extract", json={"email_content": " ".join(words)})
+    assert response.status_code == 200
+    sent = fake_engine.state.requests[0]["messages"][1]["content"].split()
+    # context 1024 - answer room 512 - prompt overhead 400 = 112 tokens (one a word here)
+    assert 50 <= len(sent) <= 112
+    assert sent == words[: len(sent)]  # cut at a word, from the end
