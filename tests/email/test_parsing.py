@@ -143,3 +143,15 @@ def test_broken_multipart_keeps_its_text() -> None:
         "שלום, נועה תבדוק.\n"
     )
     assert "נועה תבדוק" in parse_email(raw).body
+
+
+def test_windows_1255_bytes_and_pasted_unicode_with_the_same_header() -> None:
+    head = (
+        "From: a@b.c\nSubject: x\nContent-Type: text/plain; charset=windows-1255\n"
+        "Content-Transfer-Encoding: 8bit\n\n"
+    )
+    body = "גלית, תשלחי את הקובץ."
+    # As bytes (an .eml file), the declared charset is the truth ...
+    assert parse_email(head.encode() + body.encode("cp1255")).body == body
+    # ... as text (JSON), the characters already are Unicode.
+    assert parse_email(head + body).body == body

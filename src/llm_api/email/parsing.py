@@ -85,13 +85,13 @@ def parse_email(content: str | bytes) -> ParsedEmail:
     """Read any of the three shapes; never raises on malformed input."""
     if isinstance(content, bytes):
         if _looks_like_rfc822(content.decode("utf-8", "replace")):
-            return _from_message(BytesParser(policy=policy.default).parsebytes(content))
+            return _from_message(BytesParser(policy=policy.default).parsebytes(content), False)
         content = content.decode("utf-8", "replace")
     text = content.replace("\r\n", "\n").lstrip("\ufeff")
     if _looks_like_rfc822(text):
         # As bytes: the str parser turns non-ASCII 8-bit bodies into escape sequences.
         raw = text.encode("utf-8", "surrogateescape")
-        return _from_message(BytesParser(policy=policy.default).parsebytes(raw))
+        return _from_message(BytesParser(policy=policy.default).parsebytes(raw), True)
     return _from_pasted(text)
 
 
@@ -112,9 +112,11 @@ def _looks_like_rfc822(text: str) -> bool:
     return bool(known) and ("from" in names or "content-type" in names or "received" in names)
 
 
-def _from_message(message: EmailMessage) -> ParsedEmail:
+def _from_message(message: EmailMessage, unicode_source: bool) -> ParsedEmail:
+    """``unicode_source``: the message came as text, so its unencoded parts are Unicode
+    (re-encoded as UTF-8 here) whatever charset they declare."""
     defects = [type(d).__name__ for d in message.defects]
-    body = _message_body(message, defects)
+    body = _message_body(message, defects, unicode_source)
     return ParsedEmail(
         sender=_header(message, "from"),
         sent_at=_message_date(message),
@@ -150,7 +152,7 @@ def _message_date(message: Message) -> datetime | date | None:
     return parse_header_date(str(header))
 
 
-def _message_body(message: EmailMessage, defects: list[str]) -> str:
+def _message_body(message: EmailMessage, defects: list[str], unicode_source: bool) -> str:
     part: Message | None
     try:
         part = message.get_body(preferencelist=("plain", "html"))
@@ -166,7 +168,7 @@ def _message_body(message: EmailMessage, defects: list[str]) -> str:
         if message.is_multipart():
             return ""
         part = message
-    text = _part_text(part, defects)
+    text = _part_text(part, defects, unicode_source)
     if part.get_content_subtype() == "html":
         text = html_to_text(text)
     return text.replace("\r\n", "\n").strip()
@@ -176,15 +178,19 @@ def _attached(part: Message) -> bool:
     return (part.get_content_disposition() or "") == "attachment"
 
 
-def _part_text(part: Message, defects: list[str]) -> str:
+def _part_text(part: Message, defects: list[str], unicode_source: bool) -> str:
     """The part's text, decoded by hand so that a bad charset or CTE never raises."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         raw = part.get_payload()
         return raw if isinstance(raw, str) else ""
     charset = part.get_content_charset()
-    if charset in {None, "us-ascii", "ascii"} and not payload.isascii():
-        charset = "utf-8"  # undeclared 8-bit text: pasted messages are Unicode
+    encoded = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if not payload.isascii() and (
+        charset in {None, "us-ascii", "ascii"}
+        or (unicode_source and encoded not in {"base64", "quoted-printable"})
+    ):
+        charset = "utf-8"  # 8-bit text that arrived as Unicode, or undeclared
     try:
         return payload.decode(charset or "utf-8", "replace")
     except LookupError:
