@@ -135,7 +135,8 @@ async def seed(store: SessionStore, n_sessions: int, per_session: int, n_long: i
 
 
 async def measure_store(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    store = await open_store(url, Path(tempfile.gettempdir()))
+    # Generous timeouts: seeding sends 20,000-row batches on a busy machine.
+    store = await open_store(url, Path(tempfile.gettempdir()), busy_timeout=60)
     try:
         started = time.perf_counter()
         await seed(store, args.sessions, 20, args.long_sessions)
