@@ -410,3 +410,28 @@ async def test_active_sessions_in_health_come_from_the_store(fake_engine: FakeEn
     async with serve_gateway(tiny) as url, httpx.AsyncClient(base_url=url) as client:
         await asyncio.sleep(0.05)
         assert (await client.get("/api/health")).json()["active_sessions"] == 0
+
+
+async def test_client_gone_before_the_first_token_leaves_no_streaming_reply(
+    http: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    session_id = "chat_gone_early_001"
+    fake_engine.state.first_chunk_delay = 1.0
+    fake_engine.state.chunks = [f"מילה{i} " for i in range(300)]
+    fake_engine.state.chunk_delay = 0.02
+    request = asyncio.create_task(chat(http, [user(HEBREW_1)], session_id))
+    await asyncio.sleep(0.4)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    deadline = time.monotonic() + 8
+    while True:
+        found = await http.get(f"/api/sessions/{session_id}")
+        status = found.json()["messages"][-1]["status"] if found.status_code == 200 else None
+        if status not in {"streaming", None} or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert status == "interrupted"
+    fake_engine.state.first_chunk_delay, fake_engine.state.chunk_delay = 0, 0
+    _, events = await chat(http, [user(HEBREW_2)], session_id)
+    assert events[-1]["type"] == "done"

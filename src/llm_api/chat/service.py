@@ -181,6 +181,8 @@ class ChatService:
         try:
             await asyncio.wait({recording, opening})
         except asyncio.CancelledError:
+            if opening.done():  # a cancelled anext() closes the stream itself; this did not
+                self._track(asyncio.create_task(_close_stream(chunks)))
             opening.cancel()
             self._track(asyncio.create_task(self._abandon(recording)))
             raise
@@ -328,6 +330,13 @@ class ChatService:
                 await asyncio.sleep(delay)
             else:
                 return
+
+
+async def _close_stream(chunks: AsyncGenerator[JsonObject, None]) -> None:
+    try:
+        await chunks.aclose()
+    except Exception:
+        return  # it failed already; closing is all that was wanted
 
 
 async def _first_chunk(chunks: AsyncGenerator[JsonObject, None]) -> JsonObject:
