@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from llm_api.chat.store import (
     COMPLETE,
@@ -13,10 +17,13 @@ from llm_api.chat.store import (
     STREAMING,
     NewMessage,
     SessionStore,
+    configure_sqlite,
+    database_url,
     decode_cursor,
+    is_unavailable,
     utcnow,
 )
-from llm_api.errors import Conflict, InvalidRequest, SessionNotFound
+from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
 
 HEBREW_Q = "מה מזג האוויר בתל אביב?"
 HEBREW_A = "שמשי וחם, 28 מעלות."
@@ -245,3 +252,52 @@ async def test_migrations_are_idempotent(store: SessionStore, owner: str) -> Non
     await _turn(store, owner, "chat_migrate_01", "q", "a")
     await asyncio.gather(store.migrate(), store.migrate())
     assert len((await store.get_session(owner, "chat_migrate_01")).messages) == 2
+
+
+async def test_full_sqlite_database_is_unavailable_and_nothing_half_written(
+    tmp_path: Path, owner: str
+) -> None:
+    # One connection, so that a per-connection page limit governs every write.
+    url = database_url(None, tmp_path / "full")
+    engine = create_async_engine(url, poolclass=StaticPool)
+    configure_sqlite(engine, busy_timeout=1.0)
+    store = SessionStore(engine)
+    try:
+        await store.migrate()
+        await _turn(store, owner, "chat_full_disk_1", "שלום", "היי")
+        async with engine.connect() as conn:
+            pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
+            await conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StoreUnavailable):
+            await store.append_turn(
+                owner,
+                "chat_full_disk_1",
+                language="hebrew",
+                expected_last_seq=2,
+                new_messages=[NewMessage("user", "א" * 200_000)],
+            )
+        history = await store.get_session(owner, "chat_full_disk_1")
+        assert [m.content for m in history.messages] == ["שלום", "היי"]
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA max_page_count = 1073741823")
+        await _turn(store, owner, "chat_full_disk_1", "עוד", "כן")
+        assert len((await store.get_session(owner, "chat_full_disk_1")).messages) == 4
+    finally:
+        await store.close()
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "unavailable"),
+    [("53100", True), ("08006", True), ("57P01", True), ("40P01", True), ("42P01", False)],
+)
+def test_postgres_resource_and_connection_errors_are_unavailable(
+    sqlstate: str, unavailable: bool
+) -> None:
+    error = DBAPIError("INSERT …", {}, _PgError(sqlstate))
+    assert is_unavailable(error) is unavailable

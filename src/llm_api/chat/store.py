@@ -197,7 +197,7 @@ def database_url(configured: str | None, data_dir: Path) -> str:
 def create_store_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
-        _configure_sqlite(engine, busy_timeout)
+        configure_sqlite(engine, busy_timeout)
         return engine
     return create_async_engine(
         url,
@@ -206,7 +206,7 @@ def create_store_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     )
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
+def configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Transactions are begun by the "begin" hook below, not by the driver.
@@ -228,7 +228,7 @@ _UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}  # connection, resources (dis
 _UNAVAILABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
 
 
-def _is_unavailable(exc: DBAPIError) -> bool:
+def is_unavailable(exc: DBAPIError) -> bool:
     if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
         return True
     sqlstate = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
@@ -244,7 +244,7 @@ def _guard() -> Iterator[None]:
             "another request changed this conversation at the same time; retry"
         ) from None
     except DBAPIError as exc:
-        if _is_unavailable(exc):
+        if is_unavailable(exc):
             raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
         raise
     except (OSError, TimeoutError):
