@@ -165,6 +165,25 @@ async def test_tokenize_and_model_length_from_vllm(vllm_server: VllmServer) -> N
     assert [(m.id, m.max_model_len) for m in models] == [(vllm_server.model, MAX_MODEL_LEN)]
 
 
+async def test_context_budget_counts_with_vllms_tokenizer(
+    vllm_server: VllmServer, vllm_gateway: str
+) -> None:
+    # ~5 700 UTF-8 bytes but ~1 000 tokens: over the budget by the byte bound the gateway
+    # falls back to when /tokenize fails, well inside it by vLLM's own count.
+    long_hebrew = "שלום עולם, " * 300
+    budget = MAX_MODEL_LEN - 16
+    assert len(long_hebrew.encode()) > budget
+    async with EngineClient(EngineLimits(vllm_server.url)) as engine:
+        assert len(await engine.tokenize(long_hebrew)) < budget // 2
+
+    async with httpx.AsyncClient(base_url=vllm_gateway, timeout=120) as client:
+        response, events = await stream_events(
+            client, {"messages": [{"role": "user", "content": long_hebrew}], "max_tokens": 16}
+        )
+    assert response.status_code == 200, events
+    assert events[-1]["type"] == "done"
+
+
 async def test_vllm_rejection_reaches_the_client_as_4xx(
     vllm_server: VllmServer, vllm_gateway: str
 ) -> None:
