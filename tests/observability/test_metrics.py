@@ -221,3 +221,24 @@ async def test_context_truncations_are_counted(fake_engine: FakeEngine, tmp_path
         before, "llm_api_context_truncations_total", feature="chat"
     )
     assert counted == truncated_turns
+
+
+async def test_in_stream_errors_count_in_error_rate(
+    observed: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    chat = {"messages": [{"role": "user", "content": HEBREW}]}
+    response, events = await stream_events(observed, chat)
+    assert events[-1]["type"] == "done"
+    fake_engine.state.error_after = 2
+    response, events = await stream_events(observed, chat)
+    assert response.status_code == 200
+    assert events[-1]["type"] == "error"
+    body = {"model": "default", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    async with observed.stream("POST", "/v1/chat/completions", json=body) as streamed:
+        assert b'"error"' in await streamed.aread()
+    fake_engine.state.error_after = None
+    assert (await observed.post("/v1/chat/completions", json={**body, "stream": False})).is_success
+
+    data = (await observed.get("/api/metrics")).json()
+    assert data["total_requests_24h"] == 4
+    assert data["error_rate"] == pytest.approx(2 / 4)
