@@ -1,4 +1,4 @@
-"""kill -9 the gateway mid-stream, start it again: every turn is there, nothing streaming."""
+"""Gateway processes: kill -9 mid-stream then restart; several starting on a fresh store."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from tests.chat.conftest import pg_admin
 from tests.conftest import free_port
 from tests.fakes import FakeEngine
 
@@ -117,3 +119,42 @@ async def test_kill_9_mid_stream_then_restart_recovers(
             assert [m["status"] for m in body["messages"]] == [
                 "complete", "interrupted", "complete", "complete",
             ]  # fmt: skip
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_workers_starting_together_on_a_fresh_store_all_serve(
+    fake_engine: FakeEngine, tmp_path: Path, database: str
+) -> None:
+    env = {
+        **os.environ,
+        "LLM_API_ENGINE_URL": fake_engine.url,
+        "LLM_API_DATA_DIR": str(tmp_path / "data"),
+        "LLM_API_CHAT_TITLES": "false",
+    }
+    fresh = f"llm_api_workers_{uuid.uuid4().hex[:10]}"
+    if database == "postgresql":
+        await pg_admin(f'CREATE DATABASE "{fresh}"')
+        env["LLM_API_DATABASE_URL"] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{fresh}"
+    ports = [free_port() for _ in range(3)]
+    log = tmp_path / "gateways.log"
+    try:
+        with ExitStack() as stack:
+            processes = [stack.enter_context(gateway_process(env, p, log)) for p in ports]
+            for port, process in zip(ports, processes, strict=True):
+                await wait_ready(f"http://127.0.0.1:{port}", process, log)
+            for i, port in enumerate(ports):
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                    response = await client.post(
+                        "/api/chat/stream",
+                        json={"messages": [{"role": "user", "content": f"שלום {i}"}],
+                              "session_id": f"chat_worker_{i:04d}"},
+                    )  # fmt: skip
+                    assert response.status_code == 200
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}") as client:
+                listed = (await client.get("/api/sessions")).json()["sessions"]
+            assert sorted(s["session_id"] for s in listed) == [
+                f"chat_worker_{i:04d}" for i in range(3)
+            ]
+    finally:
+        if database == "postgresql":
+            await pg_admin(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
