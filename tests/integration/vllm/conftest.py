@@ -167,9 +167,16 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
         deadline = time.monotonic() + SERVER_START_SECONDS + 60
         while not (_healthy(server.url) and _healthy_gateway(server.gateway_url)):
             if supervisor.poll() is not None or time.monotonic() > deadline:
+                engine_log = (
+                    server.engine_log_path.read_text(errors="replace")
+                    if server.engine_log_path.is_file()
+                    else "(no engine log)"
+                )
                 pytest.fail(
                     f"the supervisor did not bring up vLLM (exit {supervisor.poll()}):\n"
-                    + server.output()[-4000:]
+                    + server.output()[-3000:]
+                    + f"\n--- {server.engine_log_path} ---\n"
+                    + engine_log[-3000:]
                 )
             time.sleep(0.5)
         TIMINGS["server start"] = time.monotonic() - start
