@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from llm_api.auth.guard import GenerationSlot, health_access, require_scope
+from llm_api.auth.setup import install_security_middleware, with_security
 from llm_api.chat.activity import SessionActivity
 from llm_api.chat.router import router as chat_router
 from llm_api.chat.service import ChatLimits, ChatService
@@ -105,16 +107,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="PLG-AI LLM API",
         version="0.1.0",
-        lifespan=with_observability(settings, lifespan),
+        lifespan=with_observability(settings, with_security(settings, lifespan)),
+        docs_url="/docs" if settings.docs_on else None,
+        redoc_url="/redoc" if settings.docs_on else None,
+        openapi_url="/openapi.json" if settings.docs_on else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(health_router)
-    app.include_router(chat_router)
-    app.include_router(sessions_router)
-    app.include_router(email_router)
-    app.include_router(openai_router)
-    app.include_router(observability_router)
+    # Access is decided per router; tests/auth/test_routes.py fails on any route left open.
+    chat, email, admin = (Depends(require_scope(s)) for s in ("chat", "email", "admin"))
+    app.include_router(health_router, dependencies=[Depends(health_access)])
+    app.include_router(chat_router, dependencies=[chat, GenerationSlot])
+    app.include_router(sessions_router, dependencies=[chat])
+    app.include_router(email_router, dependencies=[email, GenerationSlot])
+    app.include_router(openai_router, dependencies=[chat, GenerationSlot])
+    app.include_router(observability_router, dependencies=[admin])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestObserver)  # outermost: sees every answer, 413s included
+    app.add_middleware(RequestObserver)  # sees every answer, 413s included
+    install_security_middleware(app, settings)  # headers, CORS, trusted hosts: outermost
     return app

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from llm_api.auth.cli import add_key_commands, run_keys
 from llm_api.email.batch import add_emails_parser, run_emails_command
 from llm_api.settings import SettingsError, load_settings
 from llm_api.supervisor import Mode, Supervisor
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: one worker; dev: auto-reload; prod: LLM_API_WORKERS workers",
     )
     add_emails_parser(commands)
+    add_key_commands(commands)
     return parser
 
 
@@ -35,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return Supervisor(settings, Mode(args.mode)).run()
+    if args.command == "keys":
+        return run_keys(args, settings)
     if args.command == "emails":
         return run_emails_command(args, settings)
     return 2  # pragma: no cover - argparse rejects unknown commands first

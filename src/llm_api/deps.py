@@ -10,8 +10,9 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from llm_api.auth.guard import PrincipalDep
 from llm_api.chat.service import ChatService
-from llm_api.chat.store import DEFAULT_OWNER, SessionStore
+from llm_api.chat.store import SessionStore
 from llm_api.email.service import EmailService
 from llm_api.health.service import HealthService
 from llm_api.settings import Settings
@@ -33,9 +34,11 @@ async def get_session_store(request: Request) -> SessionStore:
     return cast(SessionStore, request.state.session_store)
 
 
-async def get_owner() -> str:
-    """Whose conversations a request sees. One owner for now; API keys will name owners."""
-    return DEFAULT_OWNER
+async def get_owner(principal: PrincipalDep) -> str:
+    """Whose conversations a request sees: the API key's name (the default owner when
+    LLM_API_AUTH=disabled). Resolved through the same cached dependency as the scope check,
+    so a route that forgets its router's guard still cannot see another key's sessions."""
+    return principal.name
 
 
 async def get_health_service(request: Request) -> HealthService:

@@ -7,6 +7,10 @@
     │   ├── ContextTooLong             422   context_length_exceeded
     │   └── BadRequest                 400   invalid_request_error (OpenAI's status, /v1)
     │       └── UnsupportedParameter   400   code: unsupported_parameter
+    ├── Unauthorized                   401   authentication_error (missing/unknown/revoked key)
+    ├── Forbidden                      403   permission_error     (key lacks the scope)
+    ├── RateLimited                    429   rate_limit_exceeded  (Retry-After: seconds)
+    ├── Overloaded                     503   server_overloaded    (Retry-After: seconds)
     ├── PayloadTooLarge                413   payload_too_large
     ├── NotFound                       404   not_found_error
     │   ├── SessionNotFound            404
@@ -59,6 +63,47 @@ class ApiError(Exception):
     @property
     def code(self) -> str:
         return self.type
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"} if self.retryable else {}
+
+
+class Unauthorized(ApiError):
+    status = 401
+    type = "authentication_error"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    status = 403
+    type = "permission_error"
+
+
+class RateLimited(ApiError):
+    """Over a per-key limit (requests per minute, concurrent streams)."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Overloaded(RateLimited):
+    """Every engine slot is busy and the short queue is full: answered at once."""
+
+    status = 503
+    type = "server_overloaded"
 
 
 class InvalidRequest(ApiError):
@@ -177,7 +222,7 @@ def json_response(status: int, body: object, headers: dict[str, str] | None = No
 
 
 def api_error_response(exc: ApiError) -> Response:
-    headers = {"Retry-After": "5"} if exc.retryable else None
+    headers = exc.headers or None
     body = error_body(exc.message, exc.type, param=exc.param, code=exc.code)
     return json_response(exc.status_code, body, headers)
 

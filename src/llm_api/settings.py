@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_VLLM_MODEL = "gaunernst/gemma-3-12b-it-qat-autoawq"
 DEFAULT_LLAMACPP_MODEL = "gemma-3-270m"
@@ -31,6 +31,19 @@ class EngineKind(StrEnum):
     VLLM = "vllm"
     LLAMACPP = "llamacpp"
     EXTERNAL = "external"
+
+
+class AuthMode(StrEnum):
+    REQUIRED = "required"
+    DISABLED = "disabled"
+
+
+class RunMode(StrEnum):
+    """How the supervisor started the gateway (``llm-api serve [default|dev|prod]``)."""
+
+    DEFAULT = "default"
+    DEV = "dev"
+    PROD = "prod"
 
 
 class LogFormat(StrEnum):
@@ -116,6 +129,42 @@ class Settings(BaseSettings):
     request_log_flush_seconds: float = Field(default=1.0, gt=0)
     health_sample_seconds: float = Field(default=15.0, gt=0)
 
+    # --- security -----------------------------------------------------------------------
+    mode: RunMode = Field(
+        default=RunMode.DEFAULT, description="Set by the supervisor: default, dev or prod."
+    )
+    auth: AuthMode | None = Field(
+        default=None, description="required | disabled; default: required in prod, else disabled."
+    )
+    public_health: bool = Field(default=True, description="/api/health answers without a key.")
+    docs_enabled: bool | None = Field(
+        default=None, description="/docs and /openapi.json; default: on except in prod."
+    )
+    rate_limit_rpm: int = Field(default=60, ge=1, description="Requests/minute per key.")
+    max_streams_per_key: int = Field(default=4, ge=1, description="Concurrent streams per key.")
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="Engine requests in flight (per process without Redis)."
+    )
+    max_queue: int = Field(default=32, ge=0, description="Requests waiting for an engine slot.")
+    queue_timeout: float = Field(default=30.0, gt=0, description="Longest wait in that queue.")
+    redis_url: str | None = Field(
+        default=None, description="redis://… to share limit counters across workers."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed CORS origins."
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"], description="Host headers accepted (TrustedHost)."
+    )
+
+    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        # "a, b" in the environment; a list when given in code.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -140,6 +189,16 @@ class Settings(BaseSettings):
         return self
 
     # --- derived --------------------------------------------------------------------------
+    @property
+    def auth_required(self) -> bool:
+        if self.auth is not None:
+            return self.auth is AuthMode.REQUIRED
+        return self.mode is RunMode.PROD
+
+    @property
+    def docs_on(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else self.mode is not RunMode.PROD
+
     @property
     def external_url(self) -> str | None:
         """The engine URL the operator gave (ENGINE_URL, else the seed's BASE_URL)."""

@@ -160,6 +160,7 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _run(self) -> int:
+        self._apply_security_defaults()
         settings = self.settings
         if port_in_use(settings.host, settings.port):
             raise StartupError(
@@ -185,6 +186,35 @@ class Supervisor:
         return self._watch(plan)
 
     # --- steps --------------------------------------------------------------------------
+    def _apply_security_defaults(self) -> None:
+        """Mode decides the auth default; open access stays on loopback unless told otherwise."""
+        from llm_api.auth.keys import active_key_count  # noqa: PLC0415 - SQL stack only here
+        from llm_api.settings import RunMode  # noqa: PLC0415 - next to its only use
+
+        self.settings = self.settings.model_copy(update={"mode": RunMode(self.mode.value)})
+        if self.settings.auth_required:
+            if active_key_count(self.settings) == 0:
+                raise StartupError(
+                    "API keys are required (LLM_API_AUTH=required, the default in prod) and "
+                    "none is defined; create one with:\n  llm-api keys create --name NAME "
+                    "--scopes chat,email,admin\nor set LLM_API_AUTH=disabled"
+                )
+            return
+        if "host" not in self.settings.model_fields_set:
+            self.settings = self.settings.model_copy(update={"host": "127.0.0.1"})
+            self.console.print(
+                "[yellow]warning:[/] API keys are not checked (LLM_API_AUTH=disabled), so the "
+                "gateway listens on 127.0.0.1 only; set LLM_API_HOST to serve other machines "
+                "(and create keys: llm-api keys create --name NAME)",
+                highlight=False,
+            )
+        else:
+            self.console.print(
+                f"[yellow]warning:[/] API keys are not checked (LLM_API_AUTH=disabled) and the "
+                f"gateway listens on {self.settings.host}",
+                highlight=False,
+            )
+
     def _wait_for_engine(self, plan: EnginePlan) -> bool:
         # An external engine should already be up: give it a short grace, not minutes.
         timeout = self.settings.engine_start_timeout
@@ -234,7 +264,12 @@ class Supervisor:
             command += ["--reload", "--reload-dir", str(src)]
         elif self.mode is Mode.PROD:
             command += ["--workers", str(settings.workers), "--no-server-header"]
-        env = {**os.environ, "LLM_API_ENGINE_URL": plan.url, "LLM_API_ENGINE": plan.kind.value}
+        env = {
+            **os.environ,
+            "LLM_API_ENGINE_URL": plan.url,
+            "LLM_API_ENGINE": plan.kind.value,
+            "LLM_API_MODE": self.mode.value,  # the gateway's auth and docs defaults follow it
+        }
         if self.mode is Mode.PROD:
             # Several workers: Prometheus counters go through files that /metrics merges.
             self._metrics_dir = fresh_multiprocess_dir(settings.data_dir / "prometheus-multiproc")

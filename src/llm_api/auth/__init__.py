@@ -1,0 +1,1 @@
+"""API keys, scopes, per-key limits and the engine admission gate."""

@@ -1,0 +1,40 @@
+"""API keys: hash, display prefix, scopes, per-key limits, last use, revocation.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from llm_api.chat.store import UTCDateTime
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("key_hash", sa.LargeBinary(32), nullable=False, unique=True),
+        sa.Column("prefix", sa.String(16), nullable=False),
+        sa.Column("scopes", sa.String(200), nullable=False),
+        sa.Column("rpm", sa.Integer(), nullable=True),
+        sa.Column("max_streams", sa.Integer(), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("last_used_at", UTCDateTime(), nullable=True),
+        sa.Column("revoked", sa.Boolean(), nullable=False),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    )
+    op.create_index("ix_api_keys_name", "api_keys", ["name"])
+
+
+def downgrade() -> None:
+    op.drop_table("api_keys")
