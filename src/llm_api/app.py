@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Access is decided per router; tests/auth/test_routes.py fails on any route left open.
+    # Access is decided per router; tests/auth/test_access.py fails on any route left open.
     chat, email, admin = (Depends(require_scope(s)) for s in ("chat", "email", "admin"))
     app.include_router(health_router, dependencies=[Depends(health_access)])
     app.include_router(chat_router, dependencies=[chat, GenerationSlot])

@@ -1,0 +1,187 @@
+"""Per-key requests/minute and concurrent generations (429), the engine gate (503), Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from llm_api.auth.limits import KeyLimits, RedisCounters
+from llm_api.errors import RateLimited
+from tests.auth.conftest import bearer, make_key, secured_settings
+from tests.conftest import free_port, gateway_settings, serve_gateway
+from tests.fakes import FakeEngine
+
+REPO = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CHAT = {"messages": [{"role": "user", "content": "ספר לי סיפור קצר"}]}
+
+
+async def _away_from_minute_edge(seconds_needed: float) -> None:
+    # Windows are calendar minutes; a test that straddled one would see two budgets.
+    into = time.time() % 60
+    if into > 60 - seconds_needed:
+        await asyncio.sleep(60 - into + 0.2)
+
+
+async def test_requests_per_minute_gives_429_with_retry_after(fake_engine: FakeEngine) -> None:
+    settings = secured_settings(fake_engine.url)
+    key = await make_key(settings, "alice", "chat", rpm=5)
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        await _away_from_minute_edge(5)
+        statuses = [
+            (await http.get("/api/sessions", headers=bearer(key))).status_code for _ in range(7)
+        ]
+        assert statuses == [200] * 5 + [429] * 2
+        over = await http.get("/api/sessions", headers=bearer(key))
+        assert over.json()["error"]["type"] == "rate_limit_exceeded"
+        assert 1 <= int(over.headers["retry-after"]) <= 61
+        # Another key has its own budget.
+        other = await make_key(settings, "bob", "chat", rpm=5)
+        assert (await http.get("/api/sessions", headers=bearer(other))).status_code == 200
+
+
+async def test_concurrent_streams_per_key(fake_engine: FakeEngine) -> None:
+    fake_engine.state.chunk_delay = 0.15
+    settings = secured_settings(fake_engine.url)
+    key = await make_key(settings, "alice", "chat", max_streams=1)
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with http.stream("POST", "/api/chat/stream", json=CHAT, headers=bearer(key)) as r:
+            assert r.status_code == 200
+            second = await http.post("/api/chat/stream", json=CHAT, headers=bearer(key))
+            assert second.status_code == 429
+            assert second.headers["retry-after"] == "1"
+            v1 = {"model": "default", **CHAT}
+            third = await http.post("/v1/chat/completions", json=v1, headers=bearer(key))
+            assert third.status_code == 429
+            # Reading is not generating: the stream does not block the key's other routes.
+            assert (await http.get("/api/sessions", headers=bearer(key))).status_code == 200
+            await r.aread()
+        # The slot is released once the stream's last event is out.
+        after = await http.post("/api/chat/stream", json=CHAT, headers=bearer(key))
+        assert after.status_code == 200
+    assert fake_engine.state.open_streams() == 0
+    assert len(fake_engine.state.streams) == 2
+
+
+async def test_engine_gate_answers_503_fast_when_full(fake_engine: FakeEngine) -> None:
+    fake_engine.state.chunk_delay = 0.2
+    settings = gateway_settings(fake_engine.url, max_concurrent_requests=1, max_queue=1)
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with http.stream("POST", "/api/chat/stream", json=CHAT) as first:
+            assert first.status_code == 200
+            queued = asyncio.create_task(http.post("/api/chat/stream", json=CHAT))
+            await asyncio.sleep(0.2)
+            started = time.perf_counter()
+            refused = await http.post("/api/chat/stream", json=CHAT)
+            elapsed = time.perf_counter() - started
+            assert refused.status_code == 503
+            assert refused.json()["error"]["type"] == "server_overloaded"
+            assert refused.headers["retry-after"] == "1"
+            assert elapsed < 0.1, f"503 took {elapsed * 1000:.0f} ms"
+            assert not queued.done()
+            await first.aread()
+        # The queued request got the slot when the first stream ended.
+        assert (await queued).status_code == 200
+    assert len(fake_engine.state.streams) == 2
+
+
+async def test_redis_counters_share_the_window_and_slots() -> None:
+    name = "t-" + secrets.token_hex(4)
+    first = KeyLimits(RedisCounters(REDIS_URL), stream_ttl=60)
+    second = KeyLimits(RedisCounters(REDIS_URL), stream_ttl=60)
+    try:
+        await _away_from_minute_edge(2)
+        for limits in (first, second, first):
+            await limits.check_rate(name, 3)
+        with pytest.raises(RateLimited):
+            await second.check_rate(name, 3)
+        async with first.stream(name, 1):
+            with pytest.raises(RateLimited):
+                async with second.stream(name, 1):
+                    pass
+        async with second.stream(name, 1):
+            pass
+    finally:
+        await first.counters.close()
+        await second.counters.close()
+
+
+@asynccontextmanager
+async def two_workers(env_extra: dict[str, str]) -> AsyncIterator[str]:
+    port = free_port()
+    env = {**os.environ, "LLM_API_LOG_LEVEL": "WARNING", **env_extra}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        "--log-level", "warning", "--timeout-graceful-shutdown", "2",
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/ping")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.returncode is None, "uvicorn exited"
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def test_two_workers_share_the_limit_through_redis(fake_engine: FakeEngine) -> None:
+    rpm = 200
+    settings = secured_settings(fake_engine.url)
+    name = "w-" + secrets.token_hex(4)
+    key = await make_key(settings, name, "chat", rpm=rpm)
+    env = {
+        "LLM_API_ENGINE_URL": fake_engine.url,
+        "LLM_API_DATA_DIR": str(settings.data_dir),
+        "LLM_API_AUTH": "required",
+        "LLM_API_REDIS_URL": REDIS_URL,
+    }
+    async with two_workers(env) as url:
+        await _away_from_minute_edge(20)
+        clients = [httpx.AsyncClient(base_url=url, timeout=30) for _ in range(8)]
+        try:
+
+            async def hit(client: httpx.AsyncClient, n: int) -> list[int]:
+                return [
+                    (await client.get("/api/sessions", headers=bearer(key))).status_code
+                    for _ in range(n)
+                ]
+
+            results = await asyncio.gather(*(hit(c, 40) for c in clients))
+        finally:
+            for client in clients:
+                await client.aclose()
+    statuses = [s for batch in results for s in batch]
+    admitted = statuses.count(200)
+    assert statuses.count(429) == len(statuses) - admitted
+    assert abs(admitted - rpm) <= rpm * 0.02, admitted
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        assert await redis.keys(f"llm_api:rpm:{name}:*")
+    finally:
+        await redis.aclose()
