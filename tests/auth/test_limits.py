@@ -185,3 +185,29 @@ async def test_two_workers_share_the_limit_through_redis(fake_engine: FakeEngine
         assert await redis.keys(f"llm_api:rpm:{name}:*")
     finally:
         await redis.aclose()
+
+
+async def test_too_many_messages_or_one_too_long_is_refused_before_the_engine(
+    fake_engine: FakeEngine,
+) -> None:
+    settings = gateway_settings(fake_engine.url, max_messages=4, max_message_chars=50)
+    long_hebrew = "שלום עולם " * 6  # 60 characters, 110 bytes
+    many = [{"role": "user", "content": "היי"}] * 5
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        for messages, param in (
+            (many, "messages"),
+            ([{"role": "user", "content": long_hebrew}], "messages.0.content"),
+        ):
+            response = await http.post("/api/chat/stream", json={"messages": messages})
+            assert response.status_code == 422
+            assert response.json()["error"]["param"] == param
+            v1 = {"model": "default", "messages": messages}
+            response = await http.post("/v1/chat/completions", json=v1)
+            assert response.status_code == 400
+            assert response.json()["error"]["param"] == param
+        parts = [{"type": "text", "text": long_hebrew}]
+        v1 = {"model": "default", "messages": [{"role": "user", "content": parts}]}
+        assert (await http.post("/v1/chat/completions", json=v1)).status_code == 400
+        assert fake_engine.state.requests == []
+        ok = {"messages": [{"role": "user", "content": "שלום עולם"}]}
+        assert (await http.post("/api/chat/stream", json=ok)).status_code == 200

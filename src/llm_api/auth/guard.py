@@ -13,13 +13,14 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Annotated, cast
 
+import orjson
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from llm_api.auth.keys import SCOPES, ApiKey, KeyStore
-from llm_api.auth.limits import EngineGate, KeyLimits
+from llm_api.auth.limits import EngineGate, KeyLimits, message_limit_error
 from llm_api.chat.store import DEFAULT_OWNER
-from llm_api.errors import Forbidden, Unauthorized
+from llm_api.errors import BadRequest, Forbidden, InvalidRequest, Unauthorized
 from llm_api.observability.context import current_request
 from llm_api.settings import Settings
 
@@ -117,3 +118,20 @@ async def generation_slot(request: Request, principal: PrincipalDep) -> AsyncIte
 
 # Ends after the response is sent, so a stream holds its slot until its last event.
 GenerationSlot = Depends(generation_slot, scope="request")
+
+
+async def message_limits(request: Request) -> None:
+    """422 (400 on /v1, as OpenAI answers) for too many messages or one over the size limit."""
+    if request.method != "POST":
+        return
+    settings = cast(Settings, request.app.state.settings)
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return  # the route reports invalid JSON in its own words
+    problem = message_limit_error(
+        body, max_messages=settings.max_messages, max_chars=settings.max_message_chars
+    )
+    if problem is not None:
+        error = BadRequest if request.url.path.startswith("/v1/") else InvalidRequest
+        raise error(problem[0], param=problem[1])

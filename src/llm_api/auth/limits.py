@@ -163,3 +163,34 @@ class EngineGate:
             yield
         finally:
             self._slots.release()
+
+
+def message_limit_error(
+    body: object, *, max_messages: int, max_chars: int
+) -> tuple[str, str] | None:
+    """(message, param) when a chat body has too many messages or one too long, else None.
+
+    Runs before the route parses the body, on both chat APIs; shapes it does not know are
+    left to the route's own validation.
+    """
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    if len(messages) > max_messages:
+        return f"at most {max_messages} messages are accepted", "messages"
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # OpenAI content parts: count their text
+            content = "".join(
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+        if isinstance(content, str) and len(content) > max_chars:
+            return (
+                f"a message may hold at most {max_chars} characters",
+                f"messages.{index}.content",
+            )
+    return None
