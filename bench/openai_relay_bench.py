@@ -145,6 +145,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "LLM_API_DATA_DIR": str(data_dir),
         "LLM_API_LOG_LEVEL": "WARNING",
         "LLM_API_CONNECTION_POOL_SIZE": "1024",
+        # The benchmark measures the relay, not the admission limits: lift them.
+        "LLM_API_MAX_CONCURRENT_REQUESTS": "4096",
+        "LLM_API_MAX_STREAMS_PER_KEY": "4096",
+        "LLM_API_RATE_LIMIT_RPM": "10000000",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     engine = subprocess.Popen(

@@ -295,3 +295,16 @@ async def test_client_disconnect_closes_the_engine_request(
         text = (await http.get("/metrics")).text
     assert 'llm_api_upstream_aborts_total{route="/v1/chat/completions"}' in text
     assert 'llm_api_client_disconnects_total{route="/v1/chat/completions"}' in text
+
+
+async def test_done_inside_generated_text_does_not_end_the_stream(
+    sdk: openai.AsyncOpenAI, fake_engine: FakeEngine
+) -> None:
+    fake_engine.state.chunks = ["שלום ", "data: [DONE]", "\n\ndata: [DONE]\n\n", " סוף"]
+    stream = await sdk.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "שלום data: [DONE]\n\ndata: [DONE]\n\n סוף"
+    assert chunks[-1].usage is not None

@@ -124,32 +124,39 @@ class EngineClient:
                 # and closing the socket is what tells the engine to abort the request.
                 response.close()
 
-    async def stream_chat_lines(self, body: bytes) -> AsyncGenerator[bytes, None]:
-        """Like :meth:`stream_chat`, for relays: yield each ``data:`` payload as raw bytes.
+    async def stream_chat_events(self, body: bytes) -> AsyncGenerator[bytes, None]:
+        """Like :meth:`stream_chat`, for relays: yield the engine's SSE bytes as they come.
 
-        ``body`` is the finished JSON request (``"stream": true`` included). Nothing is
-        parsed here, so passing chunks on costs one slice per line; the caller looks inside
-        only the chunks it cares about. Same contract as :meth:`stream_chat`: the status
-        is checked before the first item, ``[DONE]`` ends the iteration (and is not
-        yielded), an ``error:`` line raises, and closing early closes the upstream request.
+        ``body`` is the finished JSON request (``"stream": true`` included). Each item is a
+        run of *complete* events (``data: …`` lines with their blank-line separators),
+        exactly as the engine wrote them — usually one event, several when they arrived
+        together — so a relay passes them on in one write and parses nothing it does not
+        need to. ``[DONE]`` ends the iteration and is not yielded; an ``error:`` line
+        raises. Same contract as :meth:`stream_chat` otherwise: the status is checked
+        before the first item, and closing early closes the upstream request.
         """
         response = await self._post("/v1/chat/completions", body)
         finished = False
         try:
             if response.status != 200:
                 raise await self._error_from(response)
-            async for line in response.content:
-                if line.startswith(b"data:"):
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        await response.content.read()
-                        finished = True
-                        return
-                    yield data
-                elif line.startswith(b"error:"):
-                    raise EngineBadResponse(
-                        "the inference engine reported an error: " + _engine_reason(line[6:])
-                    )
+            pending = b""
+            async for piece in response.content.iter_any():
+                pending = pending + piece if pending else piece
+                cut = max(pending.rfind(b"\n\n") + 2, pending.rfind(b"\r\n\r\n") + 4, 0)
+                if not cut:
+                    continue  # no complete event yet
+                block, pending = pending[:cut], pending[cut:]
+                if b"error:" in block:
+                    _raise_on_error_line(block)
+                done_at = _done_offset(block) if b"[DONE]" in block else -1
+                if done_at >= 0:
+                    if done_at:
+                        yield block[:done_at]
+                    await response.content.read()
+                    finished = True
+                    return
+                yield block
             raise EngineUnavailable("the inference engine ended the stream without [DONE]")
         except TimeoutError:
             raise EngineTimeout("the inference engine stopped sending tokens") from None
@@ -272,6 +279,28 @@ class EngineClient:
         if response.status == _HTTP_SERVICE_UNAVAILABLE:
             return EngineUnavailable(f"the inference engine is not ready: {reason}")
         return EngineBadResponse(f"the inference engine failed: {reason}")
+
+
+def _done_offset(block: bytes) -> int:
+    """Where the ``data: [DONE]`` line starts in a run of events, or -1 (text that merely
+    contains "[DONE]" inside a chunk's JSON does not count)."""
+    start = 0
+    while (at := block.find(b"[DONE]", start)) >= 0:
+        line_start = block.rfind(b"\n", 0, at) + 1
+        line_end = block.find(b"\n", at)
+        line = block[line_start : line_end if line_end >= 0 else len(block)].strip()
+        if line in (b"data: [DONE]", b"data:[DONE]"):
+            return line_start
+        start = at + 6
+    return -1
+
+
+def _raise_on_error_line(block: bytes) -> None:
+    for line in block.splitlines():
+        if line.startswith(b"error:"):
+            raise EngineBadResponse(
+                "the inference engine reported an error: " + _engine_reason(line[6:])
+            )
 
 
 def _engine_reason(raw: bytes) -> str:

@@ -113,55 +113,78 @@ class OpenAIRelay:
         # Usage is always asked for and always passed on: the final chunk carries it.
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
-        lines = self._engine.stream_chat_lines(orjson.dumps(payload))
+        events = self._engine.stream_chat_events(orjson.dumps(payload))
         try:
-            first = await anext(lines)
+            first = await anext(events)
         except StopAsyncIteration:
             raise EngineBadResponse("the inference engine ended the stream at once") from None
         except BaseException:
-            await lines.aclose()
+            await events.aclose()
             raise
-        _raise_if_error(first)
-        _inspect(first, record)
-        return RelayStream(_relay(first, lines, record))
+        good, error = _split_at_error(first)
+        if error is not None and not good:
+            await events.aclose()
+            raise error  # nothing sent yet: a real HTTP status
+        return RelayStream(_relay(first, events, record))
 
 
-def _raise_if_error(data: bytes) -> None:
-    if b'"error"' in data:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise EngineBadResponse("the inference engine sent an unreadable chunk") from None
-        if isinstance(chunk, dict) and "error" in chunk:
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise EngineBadResponse(f"the inference engine reported an error: {message}")
+def _split_at_error(block: bytes) -> tuple[bytes, EngineBadResponse | None]:
+    """The events before an engine error chunk, and that error (None when there is none)."""
+    if b'"error"' not in block:
+        return block, None
+    offset = 0
+    for line in block.splitlines(keepends=True):
+        if line.startswith(b"data:") and b'"error"' in line:
+            try:
+                chunk = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                return block[:offset], EngineBadResponse(
+                    "the inference engine sent an unreadable chunk"
+                )
+            if isinstance(chunk, dict) and "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else error
+                return block[:offset], EngineBadResponse(
+                    f"the inference engine reported an error: {message}"
+                )
+        offset += len(line)
+    return block, None
 
 
-def _inspect(data: bytes, record: RequestRecord) -> None:
+def _inspect(block: bytes, record: RequestRecord) -> None:
     # Only the usage chunk is parsed: engines write compact JSON, so this test is exact
     # for a usage object and false for the `"usage":null` some engines put in every chunk.
-    if b'"usage":{' in data:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(chunk, dict):
-            record.note_usage(chunk.get("usage"))
+    if b'"usage":{' in block:
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:") and b'"usage":{' in line:
+                try:
+                    chunk = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(chunk, dict):
+                    record.note_usage(chunk.get("usage"))
 
 
 async def _relay(
     first: bytes, rest: AsyncGenerator[bytes, None], record: RequestRecord
 ) -> AsyncIterator[bytes]:
+    """Pass the engine's event runs on unchanged, then ``[DONE]``; errors become one event."""
     finished = False
     try:
         async with aclosing(rest):
-            yield b"data: " + first + b"\n\n"
+            block = first
             try:
-                async for data in rest:
-                    _raise_if_error(data)
-                    _inspect(data, record)
-                    yield b"data: " + data + b"\n\n"
+                while True:
+                    good, error = _split_at_error(block)
+                    if good:
+                        _inspect(good, record)
+                        yield good  # the engine's own bytes: already SSE
+                    if error is not None:
+                        raise error
+                    try:
+                        block = await anext(rest)
+                    except StopAsyncIteration:
+                        break
             except ApiError as exc:
                 # After the first byte the status is sent: one error event, then [DONE].
                 note_api_error(exc, in_stream=True)
