@@ -47,6 +47,8 @@ class FakeEngineState:
     # Non-streaming answers, served in order; the last one repeats.
     replies: deque[str] = field(default_factory=deque)
     reply_delay: float = 0.0  # seconds before each non-streaming answer
+    # Non-streaming answers by the request's response_format json_schema name (used first).
+    replies_by_schema: dict[str, str] = field(default_factory=dict)
     peak_replies: int = 0  # most non-streaming answers in progress at once
     _replying: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -131,9 +133,13 @@ class FakeEngine:
                     await asyncio.sleep(s.reply_delay)
                 finally:
                     s._replying -= 1
-            content = s.replies[0] if s.replies else "".join(s.chunks)
-            if len(s.replies) > 1:
-                s.replies.popleft()
+            schema_name = ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+            if schema_name in s.replies_by_schema:
+                content = s.replies_by_schema[schema_name]
+            else:
+                content = s.replies[0] if s.replies else "".join(s.chunks)
+                if len(s.replies) > 1:
+                    s.replies.popleft()
             return web.json_response(
                 {
                     "id": "chatcmpl-fake",
