@@ -8,7 +8,13 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from llm_api.auth.guard import GenerationSlot, health_access, message_limits, require_scope
+from llm_api.auth.guard import (
+    PROTECTED_RESPONSES,
+    GenerationSlot,
+    health_access,
+    message_limits,
+    require_scope,
+)
 from llm_api.auth.setup import install_security_middleware, with_security
 from llm_api.chat.activity import SessionActivity
 from llm_api.chat.router import router as chat_router
@@ -118,11 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chat, email, admin = (Depends(require_scope(s)) for s in ("chat", "email", "admin"))
     app.include_router(health_router, dependencies=[Depends(health_access)])
     sizes = Depends(message_limits)
-    app.include_router(chat_router, dependencies=[chat, sizes, GenerationSlot])
-    app.include_router(sessions_router, dependencies=[chat])
-    app.include_router(email_router, dependencies=[email, GenerationSlot])
-    app.include_router(openai_router, dependencies=[chat, sizes, GenerationSlot])
-    app.include_router(observability_router, dependencies=[admin])
+    guarded = PROTECTED_RESPONSES
+    app.include_router(chat_router, dependencies=[chat, sizes, GenerationSlot], responses=guarded)
+    app.include_router(sessions_router, dependencies=[chat], responses=guarded)
+    app.include_router(email_router, dependencies=[email, GenerationSlot], responses=guarded)
+    app.include_router(openai_router, dependencies=[chat, sizes, GenerationSlot], responses=guarded)
+    app.include_router(observability_router, dependencies=[admin], responses=guarded)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver)  # sees every answer, 413s included
     install_security_middleware(app, settings)  # headers, CORS, trusted hosts: outermost

@@ -139,3 +139,11 @@ async def message_limits(request: Request) -> None:
     if problem is not None:
         error = BadRequest if request.url.path.startswith("/v1/") else InvalidRequest
         raise error(problem[0], param=problem[1])
+
+
+# Documented on every protected operation (app.py passes it to include_router).
+PROTECTED_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"description": "Missing, unknown or revoked API key"},
+    403: {"description": "The API key lacks this route's scope"},
+    429: {"description": "Over the key's requests per minute or concurrent generations"},
+}
