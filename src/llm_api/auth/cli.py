@@ -39,7 +39,9 @@ async def _with_keys(settings: Settings, work: Callable[[KeyStore], Awaitable[in
         await store.close()
 
 
-def run_keys(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+def run_keys(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+
     async def create(keys: KeyStore) -> int:
         if not re.fullmatch(NAME_PATTERN, args.name):
             raise KeyAdminError("--name: letters, digits and . _ @ - only, at most 64")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,10 +29,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llm_api.chat.store import UTCDateTime, utcnow
+from llm_api.errors import StoreUnavailable
 from llm_api.settings import Settings
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "plg_"
 DISPLAY_CHARS = 12  # "plg_" + 8 characters
@@ -175,10 +180,13 @@ class KeyStore:
         if not raw.startswith(KEY_PREFIX) or len(raw) > 200:
             return None
         digest = hash_key(raw)
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
-            ).first()
+        try:
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
+                ).first()
+        except DBAPIError:
+            raise StoreUnavailable("the key store is unavailable; retry shortly") from None
         if row is None or not hmac.compare_digest(bytes(row.key_hash), digest) or row.revoked:
             return None
         key = _row(row)
@@ -191,10 +199,14 @@ class KeyStore:
         if last is not None and now - last < _LAST_USED_EVERY:
             return
         self._touched[key.id] = now
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(api_keys).where(api_keys.c.id == key.id).values(last_used_at=now)
-            )
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(api_keys).where(api_keys.c.id == key.id).values(last_used_at=now)
+                )
+        except DBAPIError:
+            # Best effort: a locked database must not fail the request it describes.
+            log.warning("could not record a key's last use", extra={"key_name": key.name})
 
 
 def active_key_count(settings: Settings) -> int:
