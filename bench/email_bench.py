@@ -31,7 +31,10 @@ from typing import Any
 
 import orjson
 
+from llm_api.chat.schemas import Language
 from llm_api.email.batch import BatchOptions, EmailInput, Operation, run_batch
+from llm_api.email.prompts import SUMMARY_SYSTEM
+from llm_api.email.schemas import ModelSummary, json_schema
 from llm_api.email.service import EmailLimits, EmailService
 from llm_api.engine.client import EngineClient, EngineLimits, JsonObject
 from llm_api.engine.launch import llama_server_command
@@ -119,6 +122,11 @@ class CountingEngine(EngineClient):
         return answer
 
 
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url.rstrip("/")
+
+
 def _summary(
     seconds: list[float], valid: int, total: int, calls: list[tuple[int, float]]
 ) -> dict[str, Any]:
@@ -154,16 +162,22 @@ async def time_each(
     return _summary(seconds, valid, len(emails), engine.calls)
 
 
-async def batch_rate(service: EmailService, emails: list[str], concurrency: int) -> dict[str, Any]:
+async def batch_rate(
+    service: EmailService,
+    emails: list[str],
+    concurrency: int,
+    operation: Operation = Operation.EXTRACT,
+) -> dict[str, Any]:
     inputs = [EmailInput(f"e{i}", content) for i, content in enumerate(emails)]
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.jsonl"
-        options = BatchOptions(Operation.EXTRACT, out, concurrency=concurrency, progress=False)
+        options = BatchOptions(operation, out, concurrency=concurrency, progress=False)
         started = time.perf_counter()
         report = await run_batch(service, inputs, options)
         elapsed = time.perf_counter() - started
         lines = len(out.read_bytes().splitlines())
     return {
+        "operation": operation.value,
         "concurrency": concurrency,
         "emails": len(emails),
         "seconds": round(elapsed, 1),
@@ -204,6 +218,47 @@ async def measure(url: str, count: int) -> dict[str, Any]:
     return results
 
 
+async def grammar_cost(url: str, rounds: int, max_tokens: int) -> dict[str, Any]:
+    """The same summary request with and without the JSON schema, interleaved so that any
+    other load on the machine hits both alike; per-token times from the engine's own
+    ``timings`` (llama-server) when present, else wall time."""
+    email = make_emails(1)[0]
+    schema = json_schema(ModelSummary, summary=200)
+    base = {
+        "messages": [{"role": "system", "content": SUMMARY_SYSTEM[Language.HEBREW]},
+                     {"role": "user", "content": email}],
+        "max_tokens": max_tokens, "temperature": 0.0,
+    }  # fmt: skip
+    per_token: dict[str, list[float]] = {"schema on": [], "schema off": []}
+    async with EngineClient(EngineLimits(base_url=url, request_timeout=900)) as engine:
+        for _ in range(rounds):
+            for label, seen in per_token.items():
+                payload = dict(base)
+                if label == "schema on":
+                    payload["response_format"] = {
+                        "type": "json_schema",
+                        "json_schema": {"name": "summary", "strict": True, "schema": schema},
+                    }
+                started = time.perf_counter()
+                answer = await engine.complete_chat(payload)
+                elapsed = time.perf_counter() - started
+                timings = answer.get("timings") or {}
+                tokens = int((answer.get("usage") or {}).get("completion_tokens") or 1)
+                seen.append(float(timings.get("predicted_per_token_ms") or 1000 * elapsed / tokens))
+                print(label, round(seen[-1], 1), "ms/token", flush=True)
+    return {label: round(statistics.median(v), 1) for label, v in per_token.items()}
+
+
+async def batch_only(url: str, count: int, operation: Operation) -> list[dict[str, Any]]:
+    async with EngineClient(EngineLimits(base_url=url, request_timeout=900)) as engine:
+        service = EmailService(engine, ModelCatalog(engine, None), bench_limits(constrained=True))
+        rows = []
+        for concurrency in (1, 4):
+            rows.append(await batch_rate(service, make_emails(count), concurrency, operation))
+            print(rows[-1], flush=True)
+        return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["| measurement | p50 s | p90 s | mean s | valid | engine calls | tokens/email "
              "| ms/token |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -226,7 +281,24 @@ def main() -> None:
     parser.add_argument("--engine-url", default=None)
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--grammar-cost", type=int, default=0, metavar="ROUNDS",
+        help="only measure ms per generated token with and without the schema, ROUNDS times",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-only", choices=[o.value for o in Operation], default=None,
+        help="only measure batch throughput (concurrency 1 and 4) for this operation",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.batch_only:
+        with own_engine(args.port) if not args.engine_url else _given(args.engine_url) as url:
+            rows = asyncio.run(batch_only(url, args.emails, Operation(args.batch_only)))
+        print(markdown({"batch": rows}))
+        return
+    if args.grammar_cost:
+        with own_engine(args.port) if not args.engine_url else _given(args.engine_url) as url:
+            print(asyncio.run(grammar_cost(url, args.grammar_cost, 48)))
+        return
     if args.engine_url:
         results = asyncio.run(measure(args.engine_url.rstrip("/"), args.emails))
     else:
