@@ -247,3 +247,18 @@ async def test_in_stream_errors_count_in_error_rate(
     data = (await observed.get("/api/metrics")).json()
     assert data["total_requests_24h"] == 4
     assert data["error_rate"] == pytest.approx(2 / 4)
+
+
+async def test_non_streaming_chat_records_tokens(
+    observed: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.state.chunks = ["א", "ב", "ג"]
+    before = (await observed.get("/metrics")).text
+    response = await observed.post(
+        "/api/chat/stream",
+        json={"messages": [{"role": "user", "content": HEBREW}], "stream": False},
+    )
+    assert response.status_code == 200
+    after = (await observed.get("/metrics")).text
+    name, route = "llm_api_completion_tokens_total", "/api/chat/stream"
+    assert sample(after, name, route=route) - sample(before, name, route=route) == 3

@@ -87,6 +87,7 @@ async def _events(reply: ChatReply) -> AsyncIterator[ServerSentEvent]:
 
 async def _collect(reply: ChatReply, headers: dict[str, str]) -> Response:
     parts = [text async for text in reply.deltas]
+    note_usage(reply.outcome.usage)
     return json_response(
         200,
         {
