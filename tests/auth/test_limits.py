@@ -17,8 +17,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from llm_api.auth.limits import KeyLimits, RedisCounters
-from llm_api.errors import RateLimited
+from llm_api.auth.limits import KeyLimits, RedisCounters, SharedEngineGate
+from llm_api.errors import Overloaded, RateLimited
 from tests.auth.conftest import bearer, make_key, secured_settings
 from tests.conftest import free_port, gateway_settings, serve_gateway
 from tests.fakes import FakeEngine
@@ -211,3 +211,44 @@ async def test_too_many_messages_or_one_too_long_is_refused_before_the_engine(
         assert fake_engine.state.requests == []
         ok = {"messages": [{"role": "user", "content": "שלום עולם"}]}
         assert (await http.post("/api/chat/stream", json=ok)).status_code == 200
+
+
+async def test_engine_gate_shared_through_redis_across_workers() -> None:
+    namespace = "test-" + secrets.token_hex(4)
+    workers = [RedisCounters(REDIS_URL, namespace) for _ in range(3)]
+    gates = [SharedEngineGate(c, 1, 1, 5.0, ttl=60, poll=0.01) for c in workers]
+    try:
+        release_first = asyncio.Event()
+        holding = asyncio.Event()
+
+        async def first() -> None:
+            async with gates[0].slot():
+                holding.set()
+                await release_first.wait()
+
+        async def queued() -> float:
+            async with gates[1].slot():
+                return time.perf_counter()
+
+        task_first = asyncio.create_task(first())
+        await holding.wait()
+        task_queued = asyncio.create_task(queued())
+        await asyncio.sleep(0.1)
+        assert not task_queued.done()
+        started = time.perf_counter()
+        with pytest.raises(Overloaded):
+            async with gates[2].slot():
+                pass
+        assert time.perf_counter() - started < 0.1
+        released = time.perf_counter()
+        release_first.set()
+        await task_first
+        assert await task_queued >= released
+        async with gates[2].slot():  # free again, and counters back at zero
+            pass
+        redis = workers[0].redis
+        for name in ("running", "waiting"):
+            assert int(await redis.get(f"{namespace}:slots:engine:{name}") or 0) == 0
+    finally:
+        for counters in workers:
+            await counters.close()

@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from llm_api.auth.keys import SCOPES, ApiKey, KeyStore
-from llm_api.auth.limits import EngineGate, KeyLimits, message_limit_error
+from llm_api.auth.limits import Gate, KeyLimits, message_limit_error
 from llm_api.chat.store import DEFAULT_OWNER
 from llm_api.errors import BadRequest, Forbidden, InvalidRequest, Unauthorized
 from llm_api.observability.context import current_request
@@ -115,7 +115,7 @@ async def generation_slot(request: Request, principal: PrincipalDep) -> AsyncIte
             limits = cast(KeyLimits, request.state.key_limits)
             cap = principal.key.max_streams or settings.max_streams_per_key
             await stack.enter_async_context(limits.stream(principal.name, cap))
-        gate = cast(EngineGate, request.state.engine_gate)
+        gate = cast(Gate, request.state.engine_gate)
         await stack.enter_async_context(gate.slot())
         yield
 

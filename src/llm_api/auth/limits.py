@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -79,13 +79,14 @@ class LocalCounters:
 class RedisCounters:
     """Counters shared by every worker through Redis (fixed one-minute windows)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "llm_api") -> None:
+        self.namespace = namespace
         self.redis: Redis = Redis.from_url(url)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
 
     async def hit(self, key: str, window: int) -> int:
-        full = f"llm_api:rpm:{key}:{window}"
+        full = f"{self.namespace}:rpm:{key}:{window}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(full)
             pipe.expire(full, WINDOW_SECONDS * 2)
@@ -93,10 +94,10 @@ class RedisCounters:
         return int(count)
 
     async def acquire(self, key: str, limit: int, ttl: int) -> bool:
-        return bool(await self._acquire(keys=[f"llm_api:streams:{key}"], args=[limit, ttl]))
+        return bool(await self._acquire(keys=[f"{self.namespace}:slots:{key}"], args=[limit, ttl]))
 
     async def release(self, key: str) -> None:
-        await self._release(keys=[f"llm_api:streams:{key}"])
+        await self._release(keys=[f"{self.namespace}:slots:{key}"])
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -131,6 +132,10 @@ class KeyLimits:
             yield
         finally:
             await asyncio.shield(self.counters.release(name))
+
+
+class Gate(Protocol):
+    def slot(self) -> AbstractAsyncContextManager[None]: ...
 
 
 class EngineGate:
@@ -194,3 +199,44 @@ def message_limit_error(
                 f"messages.{index}.content",
             )
     return None
+
+
+_FULL = "the server is at capacity; retry shortly"
+
+
+class SharedEngineGate:
+    """The engine gate across workers, through Redis: ``limit`` running, ``queue`` waiting.
+
+    A waiting request polls for a free slot every ``poll`` seconds (Redis has no fair
+    semaphore to block on); the queue is short, so the polling is too.
+    """
+
+    def __init__(
+        self, counters: Counters, limit: int, queue: int, timeout: float, *, ttl: int,
+        poll: float = 0.02,
+    ) -> None:  # fmt: skip
+        self.counters = counters
+        self.limit = limit
+        self.queue = queue
+        self.timeout = timeout
+        self.ttl = ttl
+        self.poll = poll
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        running, waiting = "engine:running", "engine:waiting"
+        if not await self.counters.acquire(running, self.limit, self.ttl):
+            if not await self.counters.acquire(waiting, self.queue, self.ttl):
+                raise Overloaded(_FULL, retry_after=1)
+            try:
+                deadline = time.monotonic() + self.timeout
+                while not await self.counters.acquire(running, self.limit, self.ttl):
+                    if time.monotonic() > deadline:
+                        raise Overloaded(_FULL, retry_after=1)
+                    await asyncio.sleep(self.poll)
+            finally:
+                await asyncio.shield(self.counters.release(waiting))
+        try:
+            yield
+        finally:
+            await asyncio.shield(self.counters.release(running))

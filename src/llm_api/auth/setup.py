@@ -13,7 +13,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_api.auth.keys import KeyStore
-from llm_api.auth.limits import EngineGate, KeyLimits, open_counters
+from llm_api.auth.limits import (
+    Counters,
+    EngineGate,
+    Gate,
+    KeyLimits,
+    SharedEngineGate,
+    open_counters,
+)
 from llm_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,19 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
 # JSON and event streams never load anything: the strictest policy fits them.
 _STRICT_CSP = b"default-src 'none'; frame-ancestors 'none'"
 _DOCS_PATHS = ("/docs", "/redoc")
+
+
+def engine_gate(settings: Settings, counters: Counters) -> Gate:
+    """Shared by every worker when Redis is configured, else this process's own."""
+    if settings.redis_url:
+        return SharedEngineGate(
+            counters,
+            settings.max_concurrent_requests,
+            settings.max_queue,
+            settings.queue_timeout,
+            ttl=int(settings.request_timeout) + 60,
+        )
+    return EngineGate(settings.max_concurrent_requests, settings.max_queue, settings.queue_timeout)
 
 
 def with_security(settings: Settings, core: Lifespan) -> Lifespan:
@@ -42,11 +62,7 @@ def with_security(settings: Settings, core: Lifespan) -> Lifespan:
                     "key_limits": KeyLimits(
                         counters, stream_ttl=int(settings.request_timeout) + 60
                     ),
-                    "engine_gate": EngineGate(
-                        settings.max_concurrent_requests,
-                        settings.max_queue,
-                        settings.queue_timeout,
-                    ),
+                    "engine_gate": engine_gate(settings, counters),
                 }
             finally:
                 await counters.close()
