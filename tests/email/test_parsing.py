@@ -155,3 +155,11 @@ def test_windows_1255_bytes_and_pasted_unicode_with_the_same_header() -> None:
     assert parse_email(head.encode() + body.encode("cp1255")).body == body
     # ... as text (JSON), the characters already are Unicode.
     assert parse_email(head + body).body == body
+
+
+def test_pasted_headers_with_bidi_marks() -> None:
+    text = "\u200fמאת: \u200fרון <ron@x.co.il>\n\u200fנשלח: 21/01/2024 10:00\n\nרון יבדוק."
+    email = parse_email(text)
+    assert email.sender == "רון <ron@x.co.il>"
+    assert email.sending_date == date(2024, 1, 21)
+    assert email.body == "רון יבדוק."

@@ -39,7 +39,12 @@ _PSEUDO_HEADERS = {
     "to": "to", "אל": "to", "cc": "cc", "עותק": "cc", "bcc": "cc",
     "subject": "subject", "נושא": "subject", "importance": "other", "חשיבות": "other",
 }  # fmt: skip
-_HEADER_LINE = re.compile(r"^\s*\**([A-Za-z\u05d0-\u05ea][\w\u05d0-\u05ea-]{0,30})\**\s*:\s*(.*)$")
+# Leading bidi marks (RLM, LRM, embeddings, isolates) come with text pasted from Outlook.
+_BIDI_MARKS = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_HEADER_LINE = re.compile(
+    r"^[\s\u200e\u200f\u202a-\u202e\u2066-\u2069]*\**"
+    r"([A-Za-z\u05d0-\u05ea][\w\u05d0-\u05ea-]{0,30})\**\s*:\s*(.*)$"
+)
 
 _FORWARD_MARKER = re.compile(
     r"^\s*-{2,}\s*(forwarded message|original message|הודעה שהועברה|הודעה מקורית|"
@@ -242,7 +247,7 @@ def _from_pasted(text: str) -> ParsedEmail:
         if not match or role is None:
             consumed = index if fields else 0
             break
-        fields.setdefault(role, match[2].strip())
+        fields.setdefault(role, _BIDI_MARKS.sub("", match[2]).strip())
         consumed = index + 1
     body = "\n".join(lines[consumed:]).strip() if fields else text.strip()
     return ParsedEmail(
