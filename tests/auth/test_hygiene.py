@@ -86,10 +86,13 @@ def _leaks(text: str) -> list[str]:
     return [c for c in CANARIES if c in text]
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_canary_never_reaches_logs_metrics_or_error_bodies(
-    fake_engine: FakeEngine, capfd: pytest.CaptureFixture[str]
+    fake_engine: FakeEngine, capfd: pytest.CaptureFixture[str], log_format: str
 ) -> None:
-    settings = secured_settings(fake_engine.url, log_level="DEBUG", max_body_bytes=4096)
+    settings = secured_settings(
+        fake_engine.url, log_level="DEBUG", log_format=log_format, max_body_bytes=4096
+    )
     key = await make_key(settings, "canary-user")
     content = f"{CANARY_SENTENCE}. כתבו לי ל-{CANARY_EMAIL}"
     messages = [{"role": "user", "content": content}]
