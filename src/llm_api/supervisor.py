@@ -200,7 +200,7 @@ class Supervisor:
                     "--scopes chat,email,admin\nor set LLM_API_AUTH=disabled"
                 )
             return
-        if "host" not in self.settings.model_fields_set:
+        if "host" not in self.settings.model_fields_set and self.mode is not Mode.PROD:
             self.settings = self.settings.model_copy(update={"host": "127.0.0.1"})
             self.console.print(
                 "[yellow]warning:[/] API keys are not checked (LLM_API_AUTH=disabled), so the "

@@ -33,6 +33,11 @@ def test_open_access_binds_loopback_and_warns(monkeypatch: pytest.MonkeyPatch) -
         assert supervisor.settings.host == "127.0.0.1"
         assert not supervisor.settings.auth_required
         assert "LLM_API_AUTH=disabled" in out.getvalue()
+    # prod with keys explicitly off keeps its address (the operator chose), with the warning.
+    supervisor, out = _supervisor(Settings(auth="disabled"), Mode.PROD)
+    supervisor._apply_security_defaults()
+    assert supervisor.settings.host == "0.0.0.0"
+    assert "LLM_API_AUTH=disabled" in out.getvalue()
     monkeypatch.setenv("LLM_API_HOST", "0.0.0.0")
     supervisor, out = _supervisor(Settings(), Mode.DEFAULT)
     supervisor._apply_security_defaults()
