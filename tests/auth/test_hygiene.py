@@ -130,8 +130,8 @@ async def test_canary_never_reaches_logs_metrics_or_error_bodies(
             ("/api/chat/stream", {"messages": messages, "language": CANARY_SENTENCE}),
             ("/api/chat/stream", {"messages": [{"role": CANARY_EMAIL, "content": content}]}),
             ("/api/chat/stream", {"messages": messages, "session_id": CANARY_EMAIL}),
-            # Not the model name: /v1 echoes an unknown model's name as OpenAI does.
             ("/v1/chat/completions", {"model": "default", "messages": CANARY_SENTENCE}),
+            ("/v1/chat/completions", {"model": CANARY_SENTENCE, "messages": messages}),
             ("/api/summarization/summarize", {"email_content": email, "length": CANARY_EMAIL}),
             ("/api/chat/stream", {"messages": [{"role": "user", "content": content * 200}]}),
         ):

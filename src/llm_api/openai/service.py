@@ -77,8 +77,9 @@ class OpenAIRelay:
     async def _payload(self, request: ChatCompletionRequest) -> dict[str, Any]:
         served = await self._models.served()
         if request.model not in (served.id, DEFAULT_MODEL_ALIAS):
+            # The caller's text is not echoed (unlike OpenAI): error bodies carry no content.
             raise ModelNotFound(
-                f"The model '{request.model}' does not exist; this server serves "
+                f"The requested model does not exist; this server serves "
                 f"'{served.id}' (also reachable as '{DEFAULT_MODEL_ALIAS}')",
                 param="model",
             )
