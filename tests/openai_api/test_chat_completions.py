@@ -116,7 +116,8 @@ async def test_unknown_model_is_404_in_openai_envelope(
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["param"] == "model"
-    assert "gpt-4o" in error["message"]
+    assert "fake-model" in error["message"]  # names what is served, not what was asked
+    assert "gpt-4o" not in error["message"]
     assert fake_engine.state.requests == []
 
 
