@@ -1,7 +1,7 @@
 """``GET /metrics`` (Prometheus text) and ``GET /api/metrics`` (the seed's JSON figures).
 
-``/metrics`` is open while the gateway has no API keys. Hook for the security feature: once
-keys exist it needs the admin scope, unless ``LLM_API_METRICS_PUBLIC=true``.
+Both need a key with the ``admin`` scope when ``LLM_API_AUTH=required`` (the scope is set
+where app.py includes this router); with auth disabled they are open like every route.
 """
 
 from __future__ import annotations
