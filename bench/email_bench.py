@@ -43,7 +43,7 @@ from llm_api.errors import ApiError
 from llm_api.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-MAX_TOKENS = 384
+MAX_TOKENS = 768  # the API's own first budget for an extraction
 PEOPLE_HE = ["דנה", "יוסי", "רונית", "אבי", "נועה", "עמית", "שירה", "משה", "ליאור", "מיכל"]
 PEOPLE_EN = ["Dana", "Mike", "Sarah", "Ron", "Lisa", "Tom", "Anna", "David", "Noah", "Emma"]
 WORK_HE = ["להכין את מצגת הרבעון", "לשלוח ללקוח את הצעת המחיר", "לעדכן את תוכנית העבודה",
