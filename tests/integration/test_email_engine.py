@@ -29,7 +29,9 @@ EMAILS = {
 
 @pytest.fixture
 async def real_client(real_engine_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = gateway_settings(real_engine_url, max_model_len=4096, max_tokens_cap=1024)
+    # The production retry budget after a cut answer (768 → 1536 tokens) needs a cap above
+    # 1024; the engine's slots hold 4096 tokens.
+    settings = gateway_settings(real_engine_url, max_model_len=4096, max_tokens_cap=2048)
     async with (
         serve_gateway(settings) as url,
         httpx.AsyncClient(base_url=url, timeout=SECONDS_PER_CALL * 3) as client,

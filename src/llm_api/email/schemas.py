@@ -89,9 +89,9 @@ class ModelTask(BaseModel):
 
     assigned_to: Annotated[str, StringConstraints(max_length=60)] | None
     title: Annotated[str, StringConstraints(max_length=100)]
-    description: Annotated[str, StringConstraints(max_length=300)]
-    due_date: Annotated[str, StringConstraints(max_length=60)] | None
-    evidence: Annotated[str, StringConstraints(max_length=300)] | None
+    description: Annotated[str, StringConstraints(max_length=240)]
+    due_date: Annotated[str, StringConstraints(max_length=40)] | None
+    evidence: Annotated[str, StringConstraints(max_length=240)] | None
 
 
 class ModelTaskList(BaseModel):
