@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from llm_api.chat.schemas import ChatRequest
+from llm_api.chat.schemas import ChatAnswer, ChatRequest
 from llm_api.chat.service import ChatReply
 from llm_api.deps import ChatServiceDep, OwnerDep, SettingsDep
 from llm_api.errors import ApiError, json_response, note_api_error
@@ -33,7 +33,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     "/api/chat/stream",
     response_class=EventSourceResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"},
+        200: {
+            "content": {
+                "text/event-stream": {},
+                "application/json": {"schema": ChatAnswer.model_json_schema()},
+            },
+            "description": 'Server-sent events; one JSON answer when `"stream": false`',
+        },
         **_ERROR_RESPONSES,
     },
 )
@@ -88,13 +94,9 @@ async def _events(reply: ChatReply) -> AsyncIterator[ServerSentEvent]:
 async def _collect(reply: ChatReply, headers: dict[str, str]) -> Response:
     parts = [text async for text in reply.deltas]
     note_usage(reply.outcome.usage)
-    return json_response(
-        200,
-        {
-            "type": "message",
-            "content": "".join(parts),
-            "session_id": reply.session_id,
-            "finish_reason": reply.outcome.finish_reason,
-        },
-        headers,
+    answer = ChatAnswer(
+        content="".join(parts),
+        session_id=reply.session_id,
+        finish_reason=reply.outcome.finish_reason,
     )
+    return json_response(200, answer.model_dump(), headers)

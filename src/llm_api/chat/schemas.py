@@ -68,6 +68,15 @@ class SessionList(BaseModel):
     next: str | None
 
 
+class ChatAnswer(BaseModel):
+    """The whole reply at once, for ``"stream": false``."""
+
+    type: Literal["message"] = "message"
+    content: str
+    session_id: str
+    finish_reason: str | None
+
+
 class MessagePublic(BaseModel):
     role: str
     content: str
