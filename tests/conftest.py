@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +26,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+async def wait_for_ping(
+    url: str, process: asyncio.subprocess.Process, what: str = "uvicorn"
+) -> None:
+    """Poll ``/ping`` until it answers 200; fail at once if the process has exited."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        for _ in range(300):
+            try:
+                if (await http.get("/ping")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert process.returncode is None, f"{what} exited"
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} did not answer /ping at {url}")
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@asynccontextmanager
+async def uvicorn_workers(env_extra: dict[str, str], workers: int = 2) -> AsyncIterator[str]:
+    """The gateway as ``prod`` runs it: a uvicorn process with several workers."""
+    port = free_port()
+    env = {**os.environ, "LLM_API_LOG_LEVEL": "WARNING", **env_extra}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--timeout-graceful-shutdown", "2",
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_for_ping(url, process)
+        yield url
+    finally:
+        await stop_process(process)
 
 
 @asynccontextmanager

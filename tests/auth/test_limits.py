@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,10 +13,9 @@ from redis.asyncio import Redis
 from llm_api.auth.limits import KeyLimits, RedisCounters, SharedEngineGate
 from llm_api.errors import Overloaded, RateLimited
 from tests.auth.conftest import bearer, make_key, secured_settings
-from tests.conftest import free_port, gateway_settings, serve_gateway
+from tests.conftest import gateway_settings, serve_gateway, uvicorn_workers
 from tests.fakes import FakeEngine
 
-REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CHAT = {"messages": [{"role": "user", "content": "ספר לי סיפור קצר"}]}
 
@@ -118,38 +110,6 @@ async def test_redis_counters_share_the_window_and_slots() -> None:
         await second.counters.close()
 
 
-@asynccontextmanager
-async def two_workers(env_extra: dict[str, str]) -> AsyncIterator[str]:
-    port = free_port()
-    env = {**os.environ, "LLM_API_LOG_LEVEL": "WARNING", **env_extra}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-        "--log-level", "warning", "--timeout-graceful-shutdown", "2",
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/ping")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.returncode is None, "uvicorn exited"
-                await asyncio.sleep(0.1)
-        yield url
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
 async def test_two_workers_share_the_limit_through_redis(fake_engine: FakeEngine) -> None:
     rpm = 200
     settings = secured_settings(fake_engine.url)
@@ -161,7 +121,7 @@ async def test_two_workers_share_the_limit_through_redis(fake_engine: FakeEngine
         "LLM_API_AUTH": "required",
         "LLM_API_REDIS_URL": REDIS_URL,
     }
-    async with two_workers(env) as url:
+    async with uvicorn_workers(env) as url:
         await _away_from_minute_edge(20)
         clients = [httpx.AsyncClient(base_url=url, timeout=30) for _ in range(8)]
         try:

@@ -16,7 +16,7 @@ from rich.console import Console
 from llm_api.settings import Settings
 from llm_api.supervisor import Mode, StartupError, Supervisor
 from tests.auth.conftest import bearer, make_key
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_ping
 from tests.fakes import FakeEngine
 
 
@@ -84,15 +84,8 @@ async def test_prod_gateway_requires_keys_and_hides_docs(fake_engine: FakeEngine
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
+        await wait_for_ping(f"http://127.0.0.1:{port}", process, "the supervisor")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/ping")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.returncode is None, "the supervisor exited"
-                await asyncio.sleep(0.1)
             assert (await http.get("/api/sessions")).status_code == 401
             assert (await http.get("/api/sessions", headers=bearer(key))).status_code == 200
             assert (await http.get("/docs")).status_code == 404

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,51 +10,22 @@ from pathlib import Path
 import httpx
 
 from llm_api.observability.metrics import fresh_multiprocess_dir
-from tests.conftest import free_port
+from tests.conftest import uvicorn_workers
 from tests.fakes import FakeEngine
 from tests.observability.test_metrics import sample
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
 async def two_workers(engine_url: str, data_dir: Path) -> AsyncIterator[tuple[str, Path]]:
-    port = free_port()
     metrics_dir = fresh_multiprocess_dir(data_dir / "prometheus-multiproc")
     env = {
-        **os.environ,
         "LLM_API_ENGINE_URL": engine_url,
         "LLM_API_DATA_DIR": str(data_dir),
         "LLM_API_REQUEST_LOG_FLUSH_SECONDS": "0.2",
-        "LLM_API_LOG_LEVEL": "WARNING",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-        "--log-level", "warning", "--timeout-graceful-shutdown", "2",
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/ping")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.returncode is None, "uvicorn exited"
-                await asyncio.sleep(0.1)
+    async with uvicorn_workers(env) as url:
         yield url, metrics_dir
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 def worker_pids_with_counters(metrics_dir: Path) -> set[str]:
