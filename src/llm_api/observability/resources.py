@@ -35,17 +35,13 @@ class GpuProbe:
 
     def memory(self) -> GpuMemory | None:
         """Blocking (NVML calls); run it in a thread."""
-        import pynvml  # noqa: PLC0415 - only loaded where a GPU may exist
-
         with self._lock:
             if self._state is None:
-                try:
-                    pynvml.nvmlInit()
-                    self._state = pynvml.nvmlDeviceGetCount() > 0
-                except pynvml.NVMLError:
-                    self._state = False
+                self._state = _nvml_start()
             if not self._state:
                 return None
+            import pynvml  # noqa: PLC0415 - loaded by _nvml_start() already
+
             try:
                 used = total = 0
                 count = pynvml.nvmlDeviceGetCount()
@@ -59,13 +55,35 @@ class GpuProbe:
             return GpuMemory(used=used, total=total, devices=count)
 
     def close(self) -> None:
-        import pynvml  # noqa: PLC0415 - see memory()
-
         with self._lock:
             if self._state:
+                import pynvml  # noqa: PLC0415 - only reached after _nvml_start() loaded it
+
                 with contextlib.suppress(pynvml.NVMLError):
                     pynvml.nvmlShutdown()
             self._state = None
+
+
+def _nvml_start() -> bool:
+    """True when NVML loads and sees a GPU. A missing ``nvidia-ml-py``, a missing driver
+    library (``NVMLError_LibraryNotFound``) or no device all mean "no GPU": ``null``
+    figures, never an error from ``/api/metrics``."""
+    try:
+        import pynvml  # noqa: PLC0415 - only loaded where a GPU may exist
+    except ImportError:
+        log.info("nvidia-ml-py is not installed; GPU figures are unavailable")
+        return False
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        log.info("NVML is unavailable (%s); GPU figures are unavailable", exc)
+        return False
+    with contextlib.suppress(pynvml.NVMLError):
+        if pynvml.nvmlDeviceGetCount() > 0:
+            return True
+    with contextlib.suppress(pynvml.NVMLError):
+        pynvml.nvmlShutdown()
+    return False
 
 
 @dataclass(frozen=True, slots=True)
