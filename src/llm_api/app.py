@@ -32,6 +32,7 @@ from llm_api.health.service import HealthService
 from llm_api.limits import BodySizeLimit
 from llm_api.logs import configure_logging
 from llm_api.observability.middleware import RequestObserver
+from llm_api.observability.router import prometheus_router
 from llm_api.observability.router import router as observability_router
 from llm_api.observability.service import observability
 from llm_api.openai.router import router as openai_router
@@ -130,6 +131,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(email_router, dependencies=[email, GenerationSlot], responses=guarded)
     app.include_router(openai_router, dependencies=[chat, sizes, GenerationSlot], responses=guarded)
     app.include_router(observability_router, dependencies=[admin], responses=guarded)
+    if settings.metrics_public:  # LLM_API_METRICS_PUBLIC: scrapers without a key, /metrics only
+        app.include_router(prometheus_router)
+    else:
+        app.include_router(prometheus_router, dependencies=[admin], responses=guarded)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver)  # sees every answer, 413s included
     install_security_middleware(app, settings)  # headers, CORS, trusted hosts: outermost

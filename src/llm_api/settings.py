@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     request_log_retention_days: float = Field(default=7.0, gt=0)
     request_log_flush_seconds: float = Field(default=1.0, gt=0)
     health_sample_seconds: float = Field(default=15.0, gt=0)
+    metrics_public: bool = Field(
+        default=False,
+        description="GET /metrics answers without a key (for Prometheus); /api/metrics "
+        "keeps the admin scope.",
+    )
 
     # --- security -----------------------------------------------------------------------
     mode: RunMode = Field(

@@ -1,7 +1,9 @@
 """``GET /metrics`` (Prometheus text) and ``GET /api/metrics`` (the seed's JSON figures).
 
 Both need a key with the ``admin`` scope when ``LLM_API_AUTH=required`` (the scope is set
-where app.py includes this router); with auth disabled they are open like every route.
+where app.py includes these routers); with auth disabled they are open like every route.
+``LLM_API_METRICS_PUBLIC=true`` opens ``/metrics`` alone, for scrapers that hold no key:
+that is why it has a router of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from llm_api.observability.metrics import exposition
 from llm_api.observability.service import MetricsService, snapshot_body
 
 router = APIRouter(tags=["observability"])
+prometheus_router = APIRouter(tags=["observability"])
 
 
 async def get_metrics_service(request: Request) -> MetricsService:
@@ -25,7 +28,7 @@ async def get_metrics_service(request: Request) -> MetricsService:
 MetricsServiceDep = Annotated[MetricsService, Depends(get_metrics_service)]
 
 
-@router.get(
+@prometheus_router.get(
     "/metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
