@@ -143,10 +143,24 @@ async def test_gateway_truncates_in_blocks_with_a_stable_prefix(fake_engine: Fak
             assert response.status_code == 200
             done = events[-1]
             assert done["type"] == "done"
-            truncated.append(int(done.get("truncated_messages", 0)))
+            truncated.append(done["truncated_messages"])  # always present, 0 included
             prompts.append(fake_engine.state.requests[-1]["messages"])
         body = (await client.get(f"/api/sessions/{session_id}")).json()
+        # The same count in the one-JSON answer of "stream": false.
+        answer = await client.post(
+            "/api/chat/stream",
+            json={"messages": [{"role": "user", "content": "שאלה אחרונה " + words("מילה", 10)}],
+                  "session_id": session_id, "stream": False},
+        )  # fmt: skip
+        assert answer.status_code == 200
+        last_sent = fake_engine.state.requests[-1]["messages"][1:]
+        last_body = (await client.get(f"/api/sessions/{session_id}")).json()
 
+    last_dropped = answer.json()["truncated_messages"]
+    assert last_dropped > 0
+    assert [m["content"] for m in last_sent] == [
+        m["content"] for m in last_body["messages"][last_dropped : last_dropped + len(last_sent)]
+    ]
     assert len(body["messages"]) == 28  # the store keeps everything
     assert truncated[0] == 0
     assert max(truncated) > 0

@@ -51,7 +51,12 @@ async def test_given_session_id_is_kept(client: httpx.AsyncClient) -> None:
         client, {"messages": [{"role": "user", "content": "hi"}], "session_id": session_id}
     )
     assert response.headers["x-session-id"] == session_id
-    assert events[-1] == {"type": "done", "session_id": session_id, "finish_reason": "stop"}
+    assert events[-1] == {
+        "type": "done",
+        "session_id": session_id,
+        "finish_reason": "stop",
+        "truncated_messages": 0,  # present in every done event, 0 when nothing was left out
+    }
 
 
 async def test_prompt_gets_system_prompt_in_detected_language(
@@ -106,8 +111,13 @@ async def test_non_streaming_request_gets_one_json_answer(
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["content"] == "ab"
-    assert body["session_id"] == response.headers["x-session-id"]
+    assert body == {
+        "type": "message",
+        "content": "ab",
+        "session_id": response.headers["x-session-id"],
+        "finish_reason": "stop",
+        "truncated_messages": 0,
+    }
 
 
 @pytest.mark.parametrize(

@@ -80,15 +80,15 @@ async def _events(reply: ChatReply) -> AsyncIterator[ServerSentEvent]:
         log.warning("chat stream failed after start: %s", exc.type)
         yield _data({"type": "error", "error": exc.message, "retryable": exc.retryable})
         return
-    done: dict[str, object] = {
-        "type": "done",
-        "session_id": reply.session_id,
-        "finish_reason": reply.outcome.finish_reason,
-    }
-    if reply.truncated_messages:
-        # Only when something was left out, so the common event keeps the seed's shape.
-        done["truncated_messages"] = reply.truncated_messages
-    yield _data(done)
+    yield _data(
+        {
+            "type": "done",
+            "session_id": reply.session_id,
+            "finish_reason": reply.outcome.finish_reason,
+            # Always present (0 when nothing was left out), so clients need no default.
+            "truncated_messages": reply.truncated_messages,
+        }
+    )
 
 
 async def _collect(reply: ChatReply, headers: dict[str, str]) -> Response:
@@ -98,5 +98,6 @@ async def _collect(reply: ChatReply, headers: dict[str, str]) -> Response:
         content="".join(parts),
         session_id=reply.session_id,
         finish_reason=reply.outcome.finish_reason,
+        truncated_messages=reply.truncated_messages,
     )
     return json_response(200, answer.model_dump(), headers)

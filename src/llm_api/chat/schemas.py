@@ -75,6 +75,9 @@ class ChatAnswer(BaseModel):
     content: str
     session_id: str
     finish_reason: str | None
+    truncated_messages: int = Field(
+        default=0, ge=0, description="Oldest messages left out to fit the context window."
+    )
 
 
 class MessagePublic(BaseModel):
