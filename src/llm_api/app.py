@@ -92,11 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.default_max_tokens,
                     settings.max_tokens_cap,
                     max_model_len=settings.max_model_len,
-                    stale_streaming_seconds=settings.request_timeout + 60,
+                    flush_seconds=settings.chat_flush_seconds,
                 ),
                 store,
                 titles,
             )
+            chat.start()
             yield {
                 "engine": engine,
                 "models": models,

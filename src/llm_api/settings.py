@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     chat_titles: bool = Field(
         default=True, description="Name new conversations after their first exchange."
     )
+    chat_flush_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between writes of a streaming reply's text so far (kept after a "
+        "crash) and renewals of its lease; a reply whose lease (5 x this) runs out is "
+        "marked interrupted.",
+    )
 
     # --- gateway --------------------------------------------------------------------------
     workers: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=1)

@@ -15,6 +15,7 @@ from llm_api.chat.store import (
     COMPLETE,
     INTERRUPTED,
     STREAMING,
+    LeaseRenewal,
     NewMessage,
     SessionStore,
     configure_sqlite,
@@ -174,18 +175,83 @@ async def test_regenerate_reuses_the_unfinished_reply(store: SessionStore, owner
     ]
 
 
-async def test_recovery_marks_streaming_rows_interrupted(store: SessionStore, owner: str) -> None:
-    await store.append_turn(
+async def test_recovery_marks_only_streaming_rows_past_their_lease(
+    store: SessionStore, owner: str
+) -> None:
+    record = await store.append_turn(
         owner,
         "chat_crashed_01",
         language="hebrew",
         expected_last_seq=0,
         new_messages=[NewMessage("user", HEBREW_Q)],
+        lease=timedelta(seconds=30),
+    )
+    await store.renew_leases([LeaseRenewal(record.assistant_pk, HEBREW_A[:5])], utcnow())
+    # Renewed to "now": expired from here on. Another reply's lease still holds.
+    live = await store.append_turn(
+        owner,
+        "chat_alive_0001",
+        language="hebrew",
+        expected_last_seq=0,
+        new_messages=[NewMessage("user", HEBREW_Q)],
+        lease=timedelta(seconds=30),
     )
     assert await store.recover_interrupted() >= 1
-    history = await store.get_session(owner, "chat_crashed_01")
-    assert [m.status for m in history.messages] == [COMPLETE, INTERRUPTED]
-    assert await store.recover_interrupted() == 0
+    crashed = await store.get_session(owner, "chat_crashed_01")
+    assert [(m.status, m.content) for m in crashed.messages] == [
+        (COMPLETE, HEBREW_Q),
+        (INTERRUPTED, HEBREW_A[:5]),  # the text of the last renewal is kept
+    ]
+    alive = await store.get_session(owner, "chat_alive_0001")
+    assert [m.status for m in alive.messages] == [COMPLETE, STREAMING]
+    assert alive.messages[-1].is_live(utcnow())
+    # Once the live reply's lease has run out too, it is recovered. (Counts are at least:
+    # on PostgreSQL other tests' rows share the database.)
+    assert await store.recover_interrupted(utcnow() + timedelta(seconds=31)) >= 1
+    alive = await store.get_session(owner, "chat_alive_0001")
+    assert alive.messages[-1].status == INTERRUPTED
+    assert live.assistant_pk == alive.messages[-1].pk
+
+
+async def test_renewal_writes_text_and_extends_the_lease_but_never_after_the_end(
+    store: SessionStore, owner: str
+) -> None:
+    first = await store.append_turn(
+        owner,
+        "chat_renew_0001",
+        language="hebrew",
+        expected_last_seq=0,
+        new_messages=[NewMessage("user", HEBREW_Q)],
+        lease=timedelta(seconds=1),
+    )
+    other = await store.append_turn(
+        owner,
+        "chat_renew_0002",
+        language="hebrew",
+        expected_last_seq=0,
+        new_messages=[NewMessage("user", HEBREW_Q)],
+        lease=timedelta(seconds=1),
+    )
+    until = utcnow() + timedelta(minutes=5)
+    await store.renew_leases(
+        [LeaseRenewal(first.assistant_pk, "שמ"), LeaseRenewal(other.assistant_pk, "abc")], until
+    )
+    # One renewal with new text, one without (nothing new arrived): that one keeps its text.
+    await store.renew_leases(
+        [LeaseRenewal(first.assistant_pk, "שמשי"), LeaseRenewal(other.assistant_pk)], until
+    )
+    reply = (await store.get_session(owner, "chat_renew_0001")).messages[-1]
+    assert (reply.content, reply.status) == ("שמשי", STREAMING)
+    assert (await store.get_session(owner, "chat_renew_0002")).messages[-1].content == "abc"
+    assert reply.lease_until is not None
+    assert abs((reply.lease_until - until).total_seconds()) < 0.01
+    await store.recover_interrupted(utcnow() + timedelta(seconds=2))  # 1 s leases: renewed
+    assert (await store.get_session(owner, "chat_renew_0002")).messages[-1].status == STREAMING
+    # The end is written; a renewal that comes late changes nothing.
+    await store.finish_message(first.assistant_pk, HEBREW_A, COMPLETE)
+    await store.renew_leases([LeaseRenewal(first.assistant_pk, "שמ")], until)
+    reply = (await store.get_session(owner, "chat_renew_0001")).messages[-1]
+    assert (reply.content, reply.status) == (HEBREW_A, COMPLETE)
 
 
 async def test_pagination_newest_first_with_cursor(store: SessionStore, owner: str) -> None:

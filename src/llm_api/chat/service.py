@@ -11,14 +11,17 @@ A turn's life, as the store sees it:
    the engine's prompt processing). Only when both have succeeded does the router answer
    200 and send the first token; if the commit fails (409, 503) the engine request is
    closed at once, if the engine fails the placeholder becomes ``error``.
+3. While it streams, the text so far is written every few seconds, and the reply's lease
+   renewed, by one timer for all of the worker's replies (:mod:`llm_api.chat.leases`); the
+   stream itself only appends to a list. A kill -9 keeps the text up to the last write.
 4. When the stream ends, however it ends, the reply's text and status are committed
    (``complete``, ``interrupted`` on disconnect or cancellation, ``error`` on an engine
    failure) before the ``done`` event goes out. The write runs in its own task, shielded,
    so a cancelled stream cannot abandon it.
 
 Concurrent requests on one session are rejected with 409 (never interleaved): a reply that
-is still streaming, or a write that lands between another request's read and write,
-makes the later request fail without writing anything.
+is still streaming (its lease has not run out), or a write that lands between another
+request's read and write, makes the later request fail without writing anything.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from llm_api.chat.context import ContextBudget, PromptMessage
 from llm_api.chat.history import Incoming, TurnKind, TurnPlan, plan_turn
 from llm_api.chat.language import resolve_language
+from llm_api.chat.leases import ReplyLeases
 from llm_api.chat.prompts import SYSTEM_PROMPTS
 from llm_api.chat.schemas import ChatRequest, Language
 from llm_api.chat.store import (
@@ -90,8 +93,8 @@ class ChatLimits:
     default_max_tokens: int
     max_tokens_cap: int
     max_model_len: int = 8192
-    # A placeholder older than this is taken as abandoned (its worker died), not busy.
-    stale_streaming_seconds: float = 360.0
+    # How often a streaming reply's text so far is written and its lease renewed.
+    flush_seconds: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class _Turn:
     assistant_pk: int
     first_user_text: str
     wants_title: bool
+    parts: list[str]  # the reply's deltas; the lease timer writes them, the stream appends
 
 
 class ChatService:
@@ -120,6 +124,11 @@ class ChatService:
         self._titles = titles
         self._context = ContextBudget(engine)
         self._writes: set[asyncio.Task[None]] = set()
+        self._leases = ReplyLeases(store, flush_seconds=limits.flush_seconds)
+
+    def start(self) -> None:
+        """Start the timer that writes streaming replies' text and renews their leases."""
+        self._leases.start()
 
     async def start_reply(self, request: ChatRequest, owner: str = DEFAULT_OWNER) -> ChatReply:
         """Store the turn, open the engine stream and wait for its first chunk.
@@ -205,13 +214,13 @@ class ChatService:
         """Let final writes land before the store closes."""
         if self._writes:
             await asyncio.wait(list(self._writes), timeout=10)
+        await self._leases.close()
 
     # --- steps --------------------------------------------------------------------------
-    def _refuse_if_busy(self, stored: list[StoredMessage]) -> None:
-        if not stored or stored[-1].status != STREAMING:
-            return
-        age = utcnow() - stored[-1].created_at
-        if age < timedelta(seconds=self._limits.stale_streaming_seconds):
+    @staticmethod
+    def _refuse_if_busy(stored: list[StoredMessage]) -> None:
+        # The same test as the sweep's: a reply is busy exactly while its lease holds.
+        if stored and stored[-1].is_live(utcnow()):
             raise Conflict(
                 "a reply is still streaming in this session; wait for it to finish",
                 param="session_id",
@@ -249,6 +258,7 @@ class ChatService:
             token_counts=counted,
             regenerate_pk=plan.target.pk if plan.target is not None else None,
             abandoned_streaming=bool(stored) and stored[-1].status == STREAMING,
+            lease=self._leases.lease,
         )
         users = [m.content for m in stored if m.role == "user"] + [
             m.content for m in new if m.role == "user"
@@ -260,6 +270,8 @@ class ChatService:
             assistant_pk=record.assistant_pk,
             first_user_text=users[0] if users else "",
             wants_title=self._titles is not None and (history is None or not history.info.title),
+            # From here on the placeholder's lease is renewed until its end is written.
+            parts=self._leases.track(record.assistant_pk),
         )
 
     async def _persisted(
@@ -269,7 +281,7 @@ class ChatService:
         outcome: ReplyOutcome,
         turn: _Turn,
     ) -> AsyncIterator[str]:
-        parts: list[str] = []
+        parts = turn.parts  # per chunk: one append, nothing else (the lease timer reads it)
         status = INTERRUPTED  # unless the stream ends or fails on its own
         try:
             async with aclosing(rest):
@@ -318,13 +330,20 @@ class ChatService:
         await self._finish_with_retries(turn.assistant_pk, "", INTERRUPTED)
 
     async def _finish_with_retries(self, pk: int, content: str, status: str) -> None:
+        try:
+            await self._write_end(pk, content, status)
+        finally:
+            self._leases.forget(pk)
+
+    async def _write_end(self, pk: int, content: str, status: str) -> None:
         for delay in (*_FINISH_RETRY_DELAYS, None):
             try:
                 await self._store.finish_message(pk, content, status)
             except StoreUnavailable:
                 if delay is None:
-                    # The row stays "streaming"; start-up or the next turn marks it
-                    # interrupted. The text is lost, which the log records.
+                    # The row stays "streaming" with the text of the last lease renewal;
+                    # once its lease runs out the sweep or the next turn marks it
+                    # interrupted. The rest of the text is lost, which the log records.
                     log.error("could not store the end of reply %s (status %s)", pk, status)  # noqa: TRY400 - no traceback wanted
                     return
                 await asyncio.sleep(delay)

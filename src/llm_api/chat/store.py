@@ -17,7 +17,7 @@ import binascii
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     event,
     func,
@@ -56,6 +57,9 @@ STREAMING = "streaming"
 COMPLETE = "complete"
 INTERRUPTED = "interrupted"
 ERROR = "error"
+
+# How long a streaming reply counts as alive without a renewal of its lease, by default.
+DEFAULT_LEASE = timedelta(seconds=10)
 
 # Key for pg_advisory_xact_lock around migrations (any constant shared by all workers).
 _MIGRATION_LOCK_KEY = 0x6C6C6D5F617069
@@ -109,6 +113,9 @@ messages = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("token_count", Integer, nullable=True),
+    # Until when the worker streaming this reply vouches that it is alive (it renews the
+    # lease every few seconds); a ``streaming`` row past its lease belongs to a dead worker.
+    Column("lease_until", UTCDateTime(), nullable=True),
     UniqueConstraint("session_pk", "seq", name="uq_messages_session_seq"),
     Index("ix_messages_status", "status"),
 )
@@ -128,6 +135,11 @@ class StoredMessage:
     status: str
     created_at: datetime
     token_count: int | None
+    lease_until: datetime | None = None
+
+    def is_live(self, now: datetime) -> bool:
+        """Still being streamed by a live worker (``streaming`` and its lease not run out)."""
+        return self.status == STREAMING and self.lease_until is not None and self.lease_until > now
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +163,14 @@ class NewMessage:
     role: str
     content: str
     token_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenewal:
+    """A streaming reply's lease to extend, with its text so far when new text arrived."""
+
+    pk: int
+    content: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,16 +308,33 @@ class SessionStore:
                 await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
             await conn.run_sync(upgrade)
 
-    async def recover_interrupted(self, older_than: datetime | None = None) -> int:
-        """Mark replies left ``streaming`` by a crash as ``interrupted``; returns how many."""
-        condition = messages.c.status == STREAMING
-        if older_than is not None:
-            condition = and_(condition, messages.c.created_at < older_than)
+    async def recover_interrupted(self, now: datetime | None = None) -> int:
+        """Mark replies a dead worker left ``streaming`` as ``interrupted``; returns how many.
+
+        Only rows whose lease has run out by ``now`` are touched: a reply that another,
+        live worker is streaming renews its lease and is left alone. The text stored by the
+        dead worker's last renewal stays.
+        """
         async with self._write() as conn:
             result = await conn.execute(
-                update(messages).where(condition).values(status=INTERRUPTED)
+                update(messages)
+                .where(messages.c.status == STREAMING, _lease_expired(now or utcnow()))
+                .values(status=INTERRUPTED, lease_until=None)
             )
         return int(result.rowcount or 0)
+
+    async def renew_leases(self, renewals: Sequence[LeaseRenewal], until: datetime) -> None:
+        """Extend streaming replies' leases to ``until`` and store their text so far, at once.
+
+        One transaction for all of a worker's replies. A reply whose end was written
+        meanwhile (no longer ``streaming``) is left as it is, so a late renewal can never
+        overwrite a final text.
+        """
+        if not renewals:
+            return
+        rows = [{"b_pk": r.pk, "b_content": r.content, "b_until": until} for r in renewals]
+        async with self._write() as conn:
+            await conn.execute(_RENEW_LEASE, rows)
 
     # --- turns ------------------------------------------------------------------------------
     async def history(self, owner: str, session_id: str) -> SessionHistory | None:
@@ -316,6 +353,7 @@ class SessionStore:
                 messages.c.status,
                 messages.c.created_at,
                 messages.c.token_count,
+                messages.c.lease_until,
             )
             .select_from(sessions.outerjoin(messages, messages.c.session_pk == sessions.c.pk))
             .where(sessions.c.owner == owner, sessions.c.id == session_id)
@@ -348,14 +386,16 @@ class SessionStore:
         token_counts: dict[int, int] | None = None,
         regenerate_pk: int | None = None,
         abandoned_streaming: bool = False,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> TurnRecord:
         """Store the turn's new messages and a ``streaming`` assistant placeholder, at once.
 
         ``expected_last_seq`` is the last ``seq`` the caller read; if another request has
         written since, nothing is written and :class:`Conflict` is raised.
         ``regenerate_pk`` reuses an unfinished assistant reply as the placeholder;
-        ``abandoned_streaming`` marks replies left ``streaming`` (a dead worker's)
-        interrupted. An existing session costs three statements: lock-and-read, insert, touch.
+        ``abandoned_streaming`` marks replies left ``streaming`` whose lease has run out (a
+        dead worker's) interrupted. The placeholder's lease runs for ``lease``. An existing
+        session costs three statements: lock-and-read, insert, touch.
         """
         now = utcnow()
         last_seq_of_session = (
@@ -405,8 +445,12 @@ class SessionStore:
             if abandoned_streaming:
                 await conn.execute(
                     update(messages)
-                    .where(messages.c.session_pk == session_pk, messages.c.status == STREAMING)
-                    .values(status=INTERRUPTED)
+                    .where(
+                        messages.c.session_pk == session_pk,
+                        messages.c.status == STREAMING,
+                        _lease_expired(now),
+                    )
+                    .values(status=INTERRUPTED, lease_until=None)
                 )
             rows: list[dict[str, Any]] = [
                 {
@@ -417,6 +461,7 @@ class SessionStore:
                     "status": COMPLETE,
                     "created_at": now,
                     "token_count": message.token_count,
+                    "lease_until": None,
                 }
                 for offset, message in enumerate(new_messages, start=1)
             ]
@@ -426,7 +471,13 @@ class SessionStore:
                 result = await conn.execute(
                     update(messages)
                     .where(messages.c.pk == regenerate_pk, messages.c.session_pk == session_pk)
-                    .values(status=STREAMING, content="", created_at=now, token_count=None)
+                    .values(
+                        status=STREAMING,
+                        content="",
+                        created_at=now,
+                        token_count=None,
+                        lease_until=now + lease,
+                    )
                 )
                 if result.rowcount != 1:
                     raise Conflict("the reply to retry is gone", param="session_id")
@@ -441,6 +492,7 @@ class SessionStore:
                         "status": STREAMING,
                         "created_at": now,
                         "token_count": None,
+                        "lease_until": now + lease,
                     }
                 )
                 # One statement for all of the turn's rows; the placeholder's key comes last.
@@ -458,7 +510,9 @@ class SessionStore:
         """Write a reply's final text and status (called by the stream's own finalizer)."""
         async with self._write() as conn:
             await conn.execute(
-                update(messages).where(messages.c.pk == pk).values(content=content, status=status)
+                update(messages)
+                .where(messages.c.pk == pk)
+                .values(content=content, status=status, lease_until=None)
             )
 
     async def set_title_if_missing(self, owner: str, session_id: str, title: str) -> bool:
@@ -549,6 +603,21 @@ class SessionStore:
         return int(value)
 
 
+def _lease_expired(now: datetime) -> Any:
+    # Rows from before leases existed have none: their worker cannot vouch for them either.
+    return or_(messages.c.lease_until.is_(None), messages.c.lease_until <= now)
+
+
+_RENEW_LEASE = (
+    update(messages)
+    .where(messages.c.pk == bindparam("b_pk"), messages.c.status == STREAMING)
+    .values(
+        lease_until=bindparam("b_until"),
+        content=func.coalesce(bindparam("b_content", type_=Text()), messages.c.content),
+    )
+)
+
+
 def _message(row: Any) -> StoredMessage:
     return StoredMessage(
         pk=row.pk,
@@ -558,6 +627,7 @@ def _message(row: Any) -> StoredMessage:
         status=row.status,
         created_at=row.created_at,
         token_count=row.token_count,
+        lease_until=row.lease_until,
     )
 
 
@@ -565,7 +635,9 @@ async def open_store(url: str | None, data_dir: Path, *, busy_timeout: float = 5
     """Connect, migrate, and mark replies a crash left ``streaming`` as ``interrupted``.
 
     With several workers each one runs this at start-up; migrations are serialized (an
-    advisory lock on PostgreSQL, the write lock on SQLite), and recovery is idempotent.
+    advisory lock on PostgreSQL, the write lock on SQLite), and recovery is idempotent and
+    touches only replies whose lease has run out: another worker's live stream is left alone
+    (the chat service's sweep catches a dead worker's replies whose lease runs out later).
     """
     store = SessionStore(
         create_store_engine(database_url(url, data_dir), busy_timeout=busy_timeout)
