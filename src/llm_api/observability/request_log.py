@@ -7,9 +7,11 @@ key name. Engine health samples (one per worker every few seconds) give ``uptime
 Writes are buffered per worker and flushed every ``flush_seconds`` in one transaction, so the
 request path never waits for the database. Rows older than the retention are deleted.
 
-The store is SQLite in the data directory by default (WAL mode, so several worker processes
-write safely) or any SQLAlchemy async URL, PostgreSQL included. It uses its own tables and
-creates them itself; it does not depend on the conversation store's migrations.
+The tables belong to the database's one Alembic history (revision ``0004``): by default they
+sit in the conversation store's database (the SQLite file in the data directory, or
+``LLM_API_DATABASE_URL``), or in ``LLM_API_REQUEST_LOG_URL`` when that is set; :meth:`open`
+brings whichever database it is to the newest revision, exactly as the store does. The
+tables below mirror that revision for queries; they never create anything.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -31,13 +36,13 @@ from sqlalchemy import (
     String,
     Table,
     delete,
-    event,
     func,
     insert,
     select,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from llm_api.chat.store import SessionStore, create_store_engine
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +50,12 @@ DAY_SECONDS = 24 * 3600
 
 metadata = MetaData()
 
+_RowId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+
 request_log = Table(
     "obs_request_log",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _RowId, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),  # unix seconds when the request arrived
     Column("request_id", String(128), nullable=False),
     Column("route", String(200), nullable=False),
@@ -66,7 +73,7 @@ request_log = Table(
 engine_health = Table(
     "obs_engine_health",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _RowId, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
     Column("healthy", Boolean, nullable=False),
     Index("ix_obs_engine_health_ts", "ts"),
@@ -104,11 +111,13 @@ class RequestLog:
         *,
         flush_seconds: float = 1.0,
         retention_seconds: float = 7 * DAY_SECONDS,
+        busy_timeout: float = 5.0,
     ) -> None:
         self._url = url
         self._flush_seconds = flush_seconds
         self._retention = retention_seconds
-        self._pending: list[dict[str, Any]] = []
+        self._busy_timeout = busy_timeout
+        self._pending: list[RequestLogEntry] = []
         self._pending_health: list[dict[str, Any]] = []
         self._engine: AsyncEngine | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -116,11 +125,16 @@ class RequestLog:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
-        engine = create_async_engine(self._url)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # The store's engine settings (WAL and busy timeout on SQLite; write transactions
+        # that take the lock up front) and its migration: the same database, the same rules.
+        engine = create_store_engine(self._url, busy_timeout=self._busy_timeout)
+        try:
+            # Idempotent, and serialized across workers (advisory lock / SQLite write lock).
+            await SessionStore(engine).migrate()
+        except BaseException:
+            await engine.dispose()
+            raise
         self._engine = engine
-        await self._create_tables()
         self._flusher = asyncio.create_task(self._flush_forever(), name="request-log-flush")
 
     async def close(self) -> None:
@@ -134,71 +148,57 @@ class RequestLog:
             await self._engine.dispose()
             self._engine = None
 
-    async def _create_tables(self) -> None:
-        # Several workers start at once; one may create a table between another's
-        # existence check and its CREATE. The loser just checks again.
-        for attempt in range(3):
-            try:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-            except (OperationalError, ProgrammingError):
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-            else:
-                return
-
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise RuntimeError("RequestLog used before open()")
         return self._engine
 
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            # On SQLite: BEGIN IMMEDIATE (the store's hook), so a batch queues for the write
+            # lock under busy_timeout instead of failing on a lock upgrade.
+            await conn.execution_options(store_write=True)
+            async with conn.begin():
+                yield conn
+
     # --- writing --------------------------------------------------------------------------
     def add(self, entry: RequestLogEntry) -> None:
-        self._pending.append(
-            {
-                "ts": entry.ts,
-                "request_id": entry.request_id,
-                "route": entry.route,
-                "method": entry.method,
-                "status": entry.status,
-                "latency": entry.latency,
-                "error": entry.error,
-                "key_name": entry.key_name,
-                "session_id": entry.session_id,
-                "prompt_tokens": entry.prompt_tokens,
-                "completion_tokens": entry.completion_tokens,
-            }
-        )
+        # Called on every request: keep the entry as it is; rows are built at flush time.
+        self._pending.append(entry)
 
     def add_health_sample(self, healthy: bool, ts: float | None = None) -> None:
         self._pending_health.append({"ts": ts or time.time(), "healthy": healthy})
 
     async def flush(self) -> None:
-        rows, self._pending = self._pending, []
+        entries, self._pending = self._pending, []
         health, self._pending_health = self._pending_health, []
-        if not rows and not health:
+        if not entries and not health:
             return
         try:
-            async with self.engine.begin() as conn:
-                if rows:
-                    await conn.execute(insert(request_log), rows)
+            async with self._write() as conn:
+                if entries:
+                    await conn.execute(insert(request_log), [_row(e) for e in entries])
                 if health:
                     await conn.execute(insert(engine_health), health)
         except Exception:
             # Metrics must never take the API down: keep the rows for the next try, bounded.
             log.warning("request log flush failed; will retry", exc_info=True)
-            self._pending = (rows + self._pending)[-100_000:]
+            self._pending = (entries + self._pending)[-100_000:]
             self._pending_health = (health + self._pending_health)[-10_000:]
             return
         now = time.time()
         if now - self._last_prune > 600:
             self._last_prune = now
-            await self._prune(now - self._retention)
+            try:
+                await self._prune(now - self._retention)
+            except Exception:
+                # Same rule as above; an escaped error here would end the flusher task.
+                log.warning("request log pruning failed; will retry", exc_info=True)
 
     async def _prune(self, before: float) -> None:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(delete(request_log).where(request_log.c.ts < before))
             await conn.execute(delete(engine_health).where(engine_health.c.ts < before))
 
@@ -253,10 +253,17 @@ class RequestLog:
         )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; busy_timeout: workers queue instead of failing.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _row(entry: RequestLogEntry) -> dict[str, Any]:
+    return {
+        "ts": entry.ts,
+        "request_id": entry.request_id,
+        "route": entry.route,
+        "method": entry.method,
+        "status": entry.status,
+        "latency": entry.latency,
+        "error": entry.error,
+        "key_name": entry.key_name,
+        "session_id": entry.session_id,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+    }

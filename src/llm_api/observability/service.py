@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from llm_api.chat.store import database_url
 from llm_api.engine.client import EngineClient
 from llm_api.observability import metrics
 from llm_api.observability.request_log import DAY_SECONDS, RequestLog
@@ -101,10 +102,8 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def request_log_url(settings: Settings) -> str:
-    if settings.request_log_url:
-        return settings.request_log_url
-    path = (settings.data_dir / "observability.sqlite3").resolve()
-    return f"sqlite+aiosqlite:///{path}"
+    """LLM_API_REQUEST_LOG_URL, else the conversation store's database (same rules)."""
+    return database_url(settings.request_log_url or settings.database_url, settings.data_dir)
 
 
 async def _sample_engine_health(
@@ -125,6 +124,7 @@ async def observability(
         request_log_url(settings),
         flush_seconds=settings.request_log_flush_seconds,
         retention_seconds=settings.request_log_retention_days * DAY_SECONDS,
+        busy_timeout=settings.database_busy_timeout,
     )
     await request_log.open()
     gpu = GpuProbe()
