@@ -35,6 +35,7 @@ from llm_api.observability.middleware import RequestObserver
 from llm_api.observability.router import prometheus_router
 from llm_api.observability.router import router as observability_router
 from llm_api.observability.service import observability
+from llm_api.observability.tracing import FASTAPI_NATIVE_TELEMETRY, install_tracing
 from llm_api.openai.router import router as openai_router
 from llm_api.openai.service import OpenAIRelay, RelayLimits
 from llm_api.settings import Settings, load_settings
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.docs_on else None,
         redoc_url="/redoc" if settings.docs_on else None,
         openapi_url="/openapi.json" if settings.docs_on else None,
+        telemetry=FASTAPI_NATIVE_TELEMETRY,  # off: tracing is install_tracing()'s alone
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     else:
         app.include_router(prometheus_router, dependencies=[admin], responses=guarded)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_tracing(app, settings)  # LLM_API_OTLP_ENDPOINT only; inside the observer
     app.add_middleware(RequestObserver)  # sees every answer, 413s included
     install_security_middleware(app, settings)  # headers, CORS, trusted hosts: outermost
     return app

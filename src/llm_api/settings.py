@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="GET /metrics answers without a key (for Prometheus); /api/metrics "
         "keeps the admin scope.",
     )
+    otlp_endpoint: AnyHttpUrl | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (http://collector:4318); spans go to "
+        "{endpoint}/v1/traces. Unset: no tracing at all.",
+    )
+    otlp_service_name: str = Field(default="llm-api", min_length=1)
 
     # --- security -----------------------------------------------------------------------
     mode: RunMode = Field(
