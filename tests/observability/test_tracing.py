@@ -25,6 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from llm_api.app import create_app
 from llm_api.observability.otel import Tracing
+from tests.auth.conftest import bearer, make_key, secured_settings
 from tests.conftest import REPO, gateway_settings, serve_gateway
 from tests.fakes import FakeEngine
 
@@ -201,6 +202,27 @@ async def test_spans_for_requests_and_engine_calls_reach_the_collector(
     roots = [span for _, span in spans if not span.parent_span_id]
     assert len(roots) == 2
     assert {span.kind for span in roots} == {SERVER}
+
+
+async def test_spans_carry_the_key_name_never_the_key(
+    collector: Collector, fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    settings = secured_settings(fake_engine.url, data_dir=tmp_path, otlp_endpoint=collector.url)
+    key = await make_key(settings, "tracer", "chat")
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        assert (await http.get("/v1/models", headers=bearer(key))).status_code == 200
+        assert (await http.get("/v1/models")).status_code == 401
+    servers = {
+        attrs["llm_api.request_id"]: attrs
+        for attrs in (attributes(span.attributes) for _, span in collector.spans())
+        if "llm_api.request_id" in attrs
+    }
+    assert sorted(status_of(a) for a in servers.values()) == [200, 401]
+    assert [a.get("llm_api.key_name") for a in servers.values() if status_of(a) == 200] == [
+        "tracer"
+    ]
+    assert not any("llm_api.key_name" in a for a in servers.values() if status_of(a) == 401)
+    assert not any(key.encode() in body for body in collector.raw)
 
 
 async def test_unset_endpoint_installs_and_sends_nothing(
