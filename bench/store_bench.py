@@ -1,8 +1,9 @@
 """Conversation store and prefix reuse, measured.
 
 * ``store``: 10,000 sessions x 20 messages (plus 200 sessions of 50 messages) in SQLite and
-  in PostgreSQL; p50/p99 of appending a turn (user message + streaming placeholder in one
-  commit, then the final reply in a second) and of loading a 50-message history.
+  in PostgreSQL; p50/p99 of appending a turn to an existing session (user message +
+  streaming placeholder in one commit, then the final reply in a second) and of loading a
+  50-message history. The load average is recorded before and after.
 * ``engine``: a 10-turn Hebrew conversation through the gateway (store and context budget
   included) on the embedded llama-server, once per engine flag set; time-to-first-token per
   turn and the engine's cached prompt tokens (from the usage the gateway logs).
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -484,7 +486,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     runner = {"store": run_store, "engine": run_engine, "gateway": run_gateway}[args.scenario]
-    results = {"machine": machine(), args.scenario: asyncio.run(runner(args))}
+    # Load averages (1, 5, 15 min) before and after: the figures mean little without them.
+    started = {"started_utc": datetime.now(UTC).isoformat(timespec="seconds")}
+    load_before = os.getloadavg()
+    results = {"machine": machine() | started, args.scenario: asyncio.run(runner(args))}
+    results["machine"]["loadavg_before"] = [round(x, 2) for x in load_before]
+    results["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    print("load average before / after:", *results["machine"]["loadavg_before"], "/",
+          *results["machine"]["loadavg_after"], flush=True)  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 

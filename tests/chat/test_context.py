@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from llm_api.chat.context import (
     choose_start,
     split_turns,
 )
+from llm_api.chat.store import DEFAULT_OWNER, open_store
 from llm_api.engine.client import EngineClient, EngineLimits
 from llm_api.errors import ContextTooLong
 from tests.conftest import gateway_settings, serve_gateway
@@ -125,7 +127,10 @@ async def test_newest_message_alone_too_long_is_context_too_long(budget: Context
         await budget.fit("system", [PromptMessage("user", words(HEBREW_WORD, 300))], budget=200)
 
 
-async def test_gateway_truncates_in_blocks_with_a_stable_prefix(fake_engine: FakeEngine) -> None:
+async def test_gateway_truncates_in_blocks_with_a_stable_prefix(
+    fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"  # where the autouse fixture of tests/conftest.py puts it
     fake_engine.state.chunks = [words("תשובה", 10)]
     settings = gateway_settings(
         fake_engine.url, max_model_len=400, max_tokens_cap=100, default_max_tokens=100
@@ -155,6 +160,18 @@ async def test_gateway_truncates_in_blocks_with_a_stable_prefix(fake_engine: Fak
         assert answer.status_code == 200
         last_sent = fake_engine.state.requests[-1]["messages"][1:]
         last_body = (await client.get(f"/api/sessions/{session_id}")).json()
+
+    # The counts learnt on the way are cached in the store (written as each reply ended):
+    # every message but the last reply, which no prompt has needed yet.
+    store = await open_store(None, data_dir)
+    try:
+        cached = (await store.get_session(DEFAULT_OWNER, session_id)).messages
+    finally:
+        await store.close()
+    assert [m.token_count for m in cached[:-1]] == [
+        len(m.content.split()) + MESSAGE_OVERHEAD for m in cached[:-1]
+    ]
+    assert cached[-1].token_count is None
 
     last_dropped = answer.json()["truncated_messages"]
     assert last_dropped > 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -367,3 +369,131 @@ def test_postgres_resource_and_connection_errors_are_unavailable(
 ) -> None:
     error = DBAPIError("INSERT …", {}, _PgError(sqlstate))
     assert is_unavailable(error) is unavailable
+
+
+async def test_continuing_turn_is_one_statement_that_touches_the_session(
+    store: SessionStore, owner: str
+) -> None:
+    await _turn(store, owner, "chat_fast_00001", "first", "1")
+    await _turn(store, owner, "chat_fast_00002", "other", "2")
+    before = await store.get_session(owner, "chat_fast_00001")
+    statements: list[str] = []
+
+    @event.listens_for(store.engine.sync_engine, "before_cursor_execute")
+    def _record(*args: Any) -> None:
+        statements.append(args[2].split()[0].upper())
+
+    record = await store.append_turn(
+        owner,
+        "chat_fast_00001",
+        language="hebrew",
+        expected_last_seq=2,
+        new_messages=[NewMessage("user", HEBREW_Q, token_count=9)],
+        lease=timedelta(seconds=30),
+    )
+    event.remove(store.engine.sync_engine, "before_cursor_execute", _record)
+    # No BEGIN, no COMMIT statement, no separate lock, read or touch: one round trip.
+    assert statements in (["INSERT"], ["WITH"])
+    assert not record.created_session
+    after = await store.get_session(owner, "chat_fast_00001")
+    assert [(m.seq, m.role, m.content, m.status, m.token_count) for m in after.messages[2:]] == [
+        (3, "user", HEBREW_Q, COMPLETE, 9),
+        (4, "assistant", "", STREAMING, None),
+    ]
+    assert after.messages[-1].pk == record.assistant_pk
+    assert after.messages[-1].is_live(utcnow())
+    assert after.messages[2].lease_until is None
+    assert after.info.updated_at > before.info.updated_at
+    assert after.info.updated_at == after.messages[-1].created_at
+    listed = await store.list_sessions(owner, limit=10, before=None)
+    assert [s.id for s in listed.sessions] == ["chat_fast_00001", "chat_fast_00002"]
+    assert listed.sessions[0].message_count == 4
+
+
+async def test_continuing_turn_is_scoped_by_owner(store: SessionStore, owner: str) -> None:
+    await _turn(store, owner, "chat_fast_owner1", "mine", "yes")
+    with pytest.raises(Conflict):
+        await store.append_turn(
+            owner + "-other",
+            "chat_fast_owner1",
+            language="hebrew",
+            expected_last_seq=2,
+            new_messages=[NewMessage("user", "not yours")],
+        )
+    assert [m.content for m in (await store.get_session(owner, "chat_fast_owner1")).messages] == [
+        "mine",
+        "yes",
+    ]
+
+
+async def test_many_concurrent_continuing_turns_one_wins(store: SessionStore, owner: str) -> None:
+    await _turn(store, owner, "chat_race_many1", "start", "ok")
+
+    async def append(i: int) -> str:
+        try:
+            await store.append_turn(
+                owner,
+                "chat_race_many1",
+                language="english",
+                expected_last_seq=2,
+                new_messages=[NewMessage("user", f"q{i}"), NewMessage("user", f"more{i}")],
+            )
+        except Conflict:
+            return "conflict"
+        return f"q{i}"
+
+    results = await asyncio.gather(*(append(i) for i in range(6)))
+    winners = [r for r in results if r != "conflict"]
+    assert len(winners) == 1
+    history = await store.get_session(owner, "chat_race_many1")
+    # The winner's three rows, whole; nothing of the others.
+    assert [(m.seq, m.content) for m in history.messages] == [
+        (1, "start"),
+        (2, "ok"),
+        (3, winners[0]),
+        (4, "more" + winners[0][1:]),
+        (5, ""),
+    ]
+
+
+async def test_token_counts_are_cached_when_the_reply_ends(store: SessionStore, owner: str) -> None:
+    await _turn(store, owner, "chat_counts_0001", "q1", "a1")
+    await _turn(store, owner, "chat_counts_0002", "q2", "a2")
+    first = await store.get_session(owner, "chat_counts_0001")
+    other = await store.get_session(owner, "chat_counts_0002")
+    record = await store.append_turn(
+        owner,
+        "chat_counts_0001",
+        language="hebrew",
+        expected_last_seq=2,
+        new_messages=[NewMessage("user", "q3")],
+    )
+    counts = {first.messages[0].pk: 11, first.messages[1].pk: 12, other.messages[0].pk: 99}
+    await store.finish_message(record.assistant_pk, "a3", COMPLETE, counts)
+    history = await store.get_session(owner, "chat_counts_0001")
+    assert [(m.content, m.token_count) for m in history.messages] == [
+        ("q1", 11),
+        ("a1", 12),
+        ("q3", None),
+        ("a3", None),
+    ]
+    # A key of another session is not this reply's to write.
+    assert (await store.get_session(owner, "chat_counts_0002")).messages[0].token_count is None
+
+
+async def test_concurrent_continuing_turns_on_different_sessions_all_succeed(
+    store: SessionStore, owner: str
+) -> None:
+    ids = [f"chat_parallel_{i:04d}" for i in range(8)]
+    for session_id in ids:
+        await _turn(store, owner, session_id, "q", "a")
+    # On SQLite the writers queue on the write lock (busy timeout), none fails.
+    await asyncio.gather(*(_turn(store, owner, session_id, "q2", "a2") for session_id in ids))
+    for session_id in ids:
+        history = await store.get_session(owner, session_id)
+        assert [(m.seq, m.content) for m in history.messages] == [
+            (1, "q"),
+            (2, "a"),
+            (3, "q2"),
+            (4, "a2"),
+        ]

@@ -106,6 +106,7 @@ class _Turn:
     first_user_text: str
     wants_title: bool
     parts: list[str]  # the reply's deltas; the lease timer writes them, the stream appends
+    token_counts: dict[int, int]  # counts of stored messages learnt for the prompt, to cache
 
 
 class ChatService:
@@ -202,9 +203,7 @@ class ChatService:
         turn = recording.result()
         if (error := opening.exception()) is not None:
             await chunks.aclose()
-            await self._finish(
-                turn.assistant_pk, "", ERROR if isinstance(error, ApiError) else INTERRUPTED
-            )
+            await self._finish(turn, "", ERROR if isinstance(error, ApiError) else INTERRUPTED)
             raise error
         outcome = ReplyOutcome()
         deltas = self._persisted(opening.result(), chunks, outcome, turn)
@@ -255,7 +254,6 @@ class ChatService:
             language=session_language.value,
             expected_last_seq=stored[-1].seq if stored else 0,
             new_messages=[NewMessage(m.role, m.content, m.token_count) for m in new],
-            token_counts=counted,
             regenerate_pk=plan.target.pk if plan.target is not None else None,
             abandoned_streaming=bool(stored) and stored[-1].status == STREAMING,
             lease=self._leases.lease,
@@ -272,6 +270,7 @@ class ChatService:
             wants_title=self._titles is not None and (history is None or not history.info.title),
             # From here on the placeholder's lease is renewed until its end is written.
             parts=self._leases.track(record.assistant_pk),
+            token_counts=counted,
         )
 
     async def _persisted(
@@ -299,7 +298,7 @@ class ChatService:
             status = ERROR
             raise
         finally:
-            await self._finish(turn.assistant_pk, "".join(parts), status)
+            await self._finish(turn, "".join(parts), status)
             # Metadata only: token counts (the engine's prefix-cache hits among them).
             log.info(
                 "chat reply %s: status %s, finish %s",
@@ -311,9 +310,9 @@ class ChatService:
         if status == COMPLETE and turn.wants_title and self._titles is not None:
             self._titles.schedule(turn.owner, turn.session_id, turn.language, turn.first_user_text)
 
-    async def _finish(self, pk: int, content: str, status: str) -> None:
+    async def _finish(self, turn: _Turn, content: str, status: str) -> None:
         """Commit a reply's end in a task of its own: cancelling the caller cannot stop it."""
-        task = asyncio.create_task(self._finish_with_retries(pk, content, status))
+        task = asyncio.create_task(self._finish_with_retries(turn, content, status))
         self._track(task)
         await asyncio.shield(task)
 
@@ -327,18 +326,19 @@ class ChatService:
             turn = await recording
         except Exception:
             return  # nothing was stored, so nothing to close
-        await self._finish_with_retries(turn.assistant_pk, "", INTERRUPTED)
+        await self._finish_with_retries(turn, "", INTERRUPTED)
 
-    async def _finish_with_retries(self, pk: int, content: str, status: str) -> None:
+    async def _finish_with_retries(self, turn: _Turn, content: str, status: str) -> None:
         try:
-            await self._write_end(pk, content, status)
+            await self._write_end(turn, content, status)
         finally:
-            self._leases.forget(pk)
+            self._leases.forget(turn.assistant_pk)
 
-    async def _write_end(self, pk: int, content: str, status: str) -> None:
+    async def _write_end(self, turn: _Turn, content: str, status: str) -> None:
+        pk = turn.assistant_pk
         for delay in (*_FINISH_RETRY_DELAYS, None):
             try:
-                await self._store.finish_message(pk, content, status)
+                await self._store.finish_message(pk, content, status, turn.token_counts)
             except StoreUnavailable:
                 if delay is None:
                     # The row stays "streaming" with the text of the last lease renewal;

@@ -5,6 +5,11 @@ directory, WAL, ``synchronous=FULL``, a busy timeout) or PostgreSQL (asyncpg). E
 is scoped by ``owner``. Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so two
 writers queue on the busy timeout instead of failing on a read-to-write upgrade.
 
+The hot write, a new turn in an existing session, is one statement committed on its own
+(see :meth:`SessionStore.append_turn`): every statement and every ``BEGIN``/``COMMIT``
+costs a round trip to PostgreSQL or a hop to aiosqlite's thread, and those, not the
+durable commit itself, were most of a turn's latency.
+
 Database failures that a retry can cure (locked, full, unreachable) become
 :class:`~llm_api.errors.StoreUnavailable` (503); a transaction that fails is rolled back
 whole, so nothing is ever half-written.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -42,11 +48,13 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
 
@@ -240,8 +248,10 @@ def configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        write = connection.get_execution_options().get("store_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("store_autocommit", False):
+            return  # each statement is its own transaction (see SessionStore._autocommit)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("store_write") else "BEGIN")
 
 
 _UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}  # connection, resources (disk full), shutdown
@@ -291,6 +301,23 @@ class SessionStore:
                 await conn.execution_options(store_write=True)
                 async with conn.begin():
                     yield conn
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which each statement commits on its own, durably.
+
+        For writes that are a single statement: no ``BEGIN``/``COMMIT`` round trips. On
+        SQLite the driver already runs in autocommit mode and only the ``BEGIN`` of the
+        begin hook is left out; a writing statement takes the write lock (waiting on the
+        busy timeout) before it reads, as ``BEGIN IMMEDIATE`` would.
+        """
+        with _guard():
+            async with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    await conn.execution_options(store_autocommit=True)
+                else:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -383,7 +410,6 @@ class SessionStore:
         language: str,
         expected_last_seq: int,
         new_messages: Sequence[NewMessage],
-        token_counts: dict[int, int] | None = None,
         regenerate_pk: int | None = None,
         abandoned_streaming: bool = False,
         lease: timedelta = DEFAULT_LEASE,
@@ -394,10 +420,51 @@ class SessionStore:
         written since, nothing is written and :class:`Conflict` is raised.
         ``regenerate_pk`` reuses an unfinished assistant reply as the placeholder;
         ``abandoned_streaming`` marks replies left ``streaming`` whose lease has run out (a
-        dead worker's) interrupted. The placeholder's lease runs for ``lease``. An existing
-        session costs three statements: lock-and-read, insert, touch.
+        dead worker's) interrupted. The placeholder's lease runs for ``lease``.
+
+        The common turn (an existing session, new messages only) is one statement, committed
+        on its own; anything else, or a fast attempt that wrote nothing (the session is gone
+        or has moved on), takes a transaction of several statements, which tells those cases
+        apart.
         """
         now = utcnow()
+        if expected_last_seq > 0 and regenerate_pk is None and not abandoned_streaming:
+            placeholder = await self._append_to_existing(
+                owner,
+                session_id,
+                expected_last_seq=expected_last_seq,
+                new_messages=new_messages,
+                now=now,
+                lease_until=now + lease,
+            )
+            if placeholder is not None:
+                return TurnRecord(placeholder, created_session=False)
+        return await self._append_in_transaction(
+            owner,
+            session_id,
+            language=language,
+            expected_last_seq=expected_last_seq,
+            new_messages=new_messages,
+            regenerate_pk=regenerate_pk,
+            abandoned_streaming=abandoned_streaming,
+            now=now,
+            lease_until=now + lease,
+        )
+
+    async def _append_in_transaction(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        language: str,
+        expected_last_seq: int,
+        new_messages: Sequence[NewMessage],
+        regenerate_pk: int | None,
+        abandoned_streaming: bool,
+        now: datetime,
+        lease_until: datetime,
+    ) -> TurnRecord:
+        """Any turn, in one transaction: lock-and-read the session, then write."""
         last_seq_of_session = (
             select(func.coalesce(func.max(messages.c.seq), 0))
             .where(messages.c.session_pk == sessions.c.pk)
@@ -436,12 +503,6 @@ class SessionStore:
                     "another request is adding to this conversation; wait for it to finish",
                     param="session_id",
                 )
-            for pk, count in (token_counts or {}).items():
-                await conn.execute(
-                    update(messages)
-                    .where(messages.c.pk == pk, messages.c.session_pk == session_pk)
-                    .values(token_count=count)
-                )
             if abandoned_streaming:
                 await conn.execute(
                     update(messages)
@@ -476,7 +537,7 @@ class SessionStore:
                         content="",
                         created_at=now,
                         token_count=None,
-                        lease_until=now + lease,
+                        lease_until=lease_until,
                     )
                 )
                 if result.rowcount != 1:
@@ -492,7 +553,7 @@ class SessionStore:
                         "status": STREAMING,
                         "created_at": now,
                         "token_count": None,
-                        "lease_until": now + lease,
+                        "lease_until": lease_until,
                     }
                 )
                 # One statement for all of the turn's rows; the placeholder's key comes last.
@@ -506,13 +567,73 @@ class SessionStore:
                 )
         return TurnRecord(int(assistant_pk), created)
 
-    async def finish_message(self, pk: int, content: str, status: str) -> None:
-        """Write a reply's final text and status (called by the stream's own finalizer)."""
+    async def _append_to_existing(
+        self,
+        owner: str,
+        session_id: str,
+        *,
+        expected_last_seq: int,
+        new_messages: Sequence[NewMessage],
+        now: datetime,
+        lease_until: datetime,
+    ) -> int | None:
+        """The turn's rows in one self-committing statement; the placeholder's key, or None.
+
+        The statement writes only if the session exists and its last ``seq`` is still
+        ``expected_last_seq``. Two requests racing past that check on PostgreSQL both try
+        to insert the same ``seq``: the unique constraint fails the later statement whole
+        (:class:`Conflict`). On SQLite the statement holds the write lock throughout.
+        """
+        rows = [*new_messages, NewMessage("assistant", "")]
+        values: dict[str, Any] = {
+            "owner": owner,
+            "session_id": session_id,
+            "expected": expected_last_seq,
+            "now": now,
+        }
+        for i, message in enumerate(rows):
+            placeholder = i == len(rows) - 1
+            values |= {
+                f"n{i}": i + 1,
+                f"role{i}": message.role,
+                f"content{i}": message.content,
+                f"status{i}": STREAMING if placeholder else COMPLETE,
+                f"tokens{i}": message.token_count,
+                f"lease{i}": lease_until if placeholder else None,
+            }
+        async with self._autocommit() as conn:
+            written = (await conn.execute(_append_statement(self.dialect, len(rows)), values)).all()
+        if not written:
+            return None
+        return int(max(written, key=lambda row: int(row.seq)).pk)
+
+    async def finish_message(
+        self, pk: int, content: str, status: str, token_counts: dict[int, int] | None = None
+    ) -> None:
+        """Write a reply's final text and status (called by the stream's own finalizer).
+
+        ``token_counts`` caches the engine's counts of the session's earlier messages that
+        the turn had to count (a cache only: it is written here, off the turn's first write).
+        """
+        end = (
+            update(messages)
+            .where(messages.c.pk == pk)
+            .values(content=content, status=status, lease_until=None)
+        )
+        if not token_counts:  # the usual case: one statement, committed on its own
+            async with self._autocommit() as conn:
+                await conn.execute(end)
+            return
         async with self._write() as conn:
+            await conn.execute(end)
+            same_session = (
+                select(messages.c.session_pk).where(messages.c.pk == pk).scalar_subquery()
+            )
             await conn.execute(
                 update(messages)
-                .where(messages.c.pk == pk)
-                .values(content=content, status=status, lease_until=None)
+                .where(messages.c.pk == bindparam("b_pk"), messages.c.session_pk == same_session)
+                .values(token_count=bindparam("b_count")),
+                [{"b_pk": key, "b_count": count} for key, count in token_counts.items()],
             )
 
     async def set_title_if_missing(self, owner: str, session_id: str, title: str) -> bool:
@@ -601,6 +722,62 @@ class SessionStore:
                 )
             ).scalar_one()
         return int(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _append_statement(dialect: str, count: int) -> TextClause:
+    """The turn's ``count`` rows (the placeholder last) as one statement, for ``dialect``.
+
+    Written as SQL text because it uses what the Core builders do not cover in both
+    dialects alike: a data-modifying CTE on PostgreSQL (the ``UPDATE`` that touches the
+    session also row-locks it), an ``INSERT … SELECT`` from ``VALUES`` on SQLite, where the
+    session's ``updated_at`` is touched by the trigger of migration 0005 instead.
+    """
+    rows = ", ".join(
+        f"(:n{i}, :role{i}, :content{i}, :status{i}, :tokens{i}, :lease{i})" for i in range(count)
+    )
+    columns = "session_pk, seq, role, content, status, created_at, token_count, lease_until"
+    last_seq = "SELECT coalesce(max(m.seq), 0) FROM messages AS m WHERE m.session_pk = {}"
+    if dialect == "postgresql":
+        sql = f"""
+            WITH touched AS (
+                UPDATE sessions SET updated_at = :now
+                WHERE owner = :owner AND id = :session_id
+                  AND ({last_seq.format("sessions.pk")}) = :expected
+                RETURNING pk
+            )
+            INSERT INTO messages ({columns})
+            SELECT touched.pk, :expected + v.n, v.role, v.content, v.status, :now, v.tokens,
+                   v.lease
+            FROM touched, (VALUES {rows}) AS v (n, role, content, status, tokens, lease)
+            RETURNING pk, seq
+        """  # noqa: S608 - only placeholders and constant names are interpolated
+    else:
+        sql = f"""
+            INSERT INTO messages ({columns})
+            SELECT s.pk, :expected + v.column1, v.column2, v.column3, v.column4, :now,
+                   v.column5, v.column6
+            FROM sessions AS s, (VALUES {rows}) AS v
+            WHERE s.owner = :owner AND s.id = :session_id
+              AND ({last_seq.format("s.pk")}) = :expected
+            RETURNING pk, seq
+        """  # noqa: S608 - only placeholders and constant names are interpolated
+    typed: list[BindParameter[Any]] = [
+        bindparam("owner", type_=String()),
+        bindparam("session_id", type_=String()),
+        bindparam("expected", type_=Integer()),
+        bindparam("now", type_=UTCDateTime()),
+    ]
+    for i in range(count):
+        typed += [
+            bindparam(f"n{i}", type_=Integer()),
+            bindparam(f"role{i}", type_=String()),
+            bindparam(f"content{i}", type_=Text()),
+            bindparam(f"status{i}", type_=String()),
+            bindparam(f"tokens{i}", type_=Integer()),
+            bindparam(f"lease{i}", type_=UTCDateTime()),
+        ]
+    return text(sql).bindparams(*typed)
 
 
 def _lease_expired(now: datetime) -> Any:
