@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 IL = timezone(timedelta(hours=2))
 
@@ -116,3 +117,17 @@ OUTLOOK_REPLY = (
     "\n"
     "Who sends the contract?\n"
 )
+
+
+def longest_answer(schema: dict[str, Any], filler: str = "x") -> Any:
+    """A value filling every bound of a model schema: what a rambling model writes. With
+    ``filler="7"`` (Gemma writes digits one a token) it is also the costliest in tokens."""
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        return longest_answer(options[0], filler)
+    if schema["type"] == "string":
+        return filler * schema["maxLength"]
+    if schema["type"] == "array":
+        return [longest_answer(schema["items"], filler) for _ in range(schema["maxItems"])]
+    assert schema["type"] == "object"
+    return {name: longest_answer(value, filler) for name, value in schema["properties"].items()}

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from llm_api.email.schemas import answer_chars, answer_tokens
 from tests.conftest import gateway_settings, serve_gateway
 from tests.email import samples
 from tests.fakes import FakeEngine
@@ -341,8 +342,11 @@ async def test_cut_answer_at_the_token_cap_is_not_retried_the_same_way(
     fake_engine.state.finish_reason = "length"
     fake_engine.state.replies = replies({"tasks": []})
     settings = gateway_settings(fake_engine.url, max_tokens_cap=512, default_max_tokens=256)
+    # This email's longest answer (three tasks) needs more than the cap: the first try has
+    # the whole cap already.
+    email = samples.PASTED_ENGLISH
     async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
-        response = await http.post("/api/tasks/extract", json={"email_content": "Dan, call."})
+        response = await http.post("/api/tasks/extract", json={"email_content": email})
     assert response.status_code == 502
     assert [r["max_tokens"] for r in fake_engine.state.requests] == [512]
 
@@ -360,3 +364,48 @@ async def test_long_email_is_cut_to_fit_the_context(fake_engine: FakeEngine) -> 
     # context 1024 - answer room 512 - prompt overhead 400 = 112 tokens (one a word here)
     assert 50 <= len(sent) <= 112
     assert sent == words[: len(sent)]  # cut at a word, from the end
+
+
+# --- answer bounds --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("content", "max_tasks", "evidence_chars"),
+    [(samples.PASTED_ENGLISH, 3, 88), (samples.PASTED_HEBREW, 2, 45)],
+)
+async def test_extraction_bounds_follow_the_email_and_max_tokens_holds_them(
+    client: httpx.AsyncClient,
+    fake_engine: FakeEngine,
+    content: str,
+    max_tasks: int,
+    evidence_chars: int,
+) -> None:
+    fake_engine.state.replies = replies({"tasks": []})
+    response = await client.post("/api/tasks/extract", json={"email_content": content})
+    assert response.status_code == 200
+    (request,) = fake_engine.state.requests
+    schema = request["response_format"]["json_schema"]["schema"]
+    tasks = schema["properties"]["tasks"]
+    assert tasks["maxItems"] == max_tasks
+    assert tasks["items"]["properties"]["evidence"]["anyOf"][0]["maxLength"] == evidence_chars
+    assert request["max_tokens"] == answer_tokens(schema)
+    assert request["max_tokens"] > answer_chars(schema)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "answer"),
+    [
+        (
+            "/api/summarization/summarize",
+            {"email_content": "Dan, call me.", "length": 80},
+            {"title": "Call", "summary": "Dan should call."},
+        ),
+        ("/api/title/generate", {"user_message": "Dan, call me."}, {"title": "Call"}),
+    ],
+)
+async def test_summary_and_title_max_tokens_hold_the_longest_answer(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, path: str, body: object, answer: object
+) -> None:
+    fake_engine.state.replies = replies(answer)
+    assert (await client.post(path, json=body)).status_code == 200
+    (request,) = fake_engine.state.requests
+    schema = request["response_format"]["json_schema"]["schema"]
+    assert request["max_tokens"] == answer_tokens(schema) > answer_chars(schema)

@@ -2,12 +2,18 @@
 
 Request and public models are what callers send and get. ``Model*`` classes are what the
 model is asked for through ``response_format`` (a JSON schema the engine enforces by
-grammar) and what its answer is validated against; length bounds keep the grammar from
-letting a weak model ramble until ``max_tokens``.
+grammar) and what its answer is validated against.
+
+Every string and list the model writes is bounded, and :func:`answer_chars` turns a schema
+into the longest answer it admits. Under a grammar a weak model does not stop on its own:
+it fills each string and the list to their bounds (measured on the bundled 270M model,
+docs/email-benchmarks.md), so the bounds, not ``max_tokens``, decide how long an answer
+takes, and ``max_tokens`` is sized from them so that a complete answer is never cut.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -79,19 +85,23 @@ class TitlePublic(BaseModel):
 
 
 # --- what the model returns ---------------------------------------------------------------
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=150)]
+# Characters. A name, a short title, one or two sentences, a deadline as the email words it
+# ("יום חמישי הבא", "by end of next week"), a quoted sentence. Each character of these is
+# paid for in generation time on a CPU engine, where the model writes every one of them.
+TASK_OWNER_CHARS, TASK_TITLE_CHARS, TASK_DESCRIPTION_CHARS = 40, 60, 160
+TASK_DUE_CHARS, TASK_EVIDENCE_CHARS = 30, 240
+TITLE_CHARS = 60  # six words
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_CHARS + 20)]
 
 
 class ModelTask(BaseModel):
-    # Tight bounds: under a grammar, a weak model that loops stops at a bound, not at
-    # max_tokens (whose cut answer would be unusable).
     model_config = ConfigDict(extra="forbid")
 
-    assigned_to: Annotated[str, StringConstraints(max_length=60)] | None
-    title: Annotated[str, StringConstraints(max_length=100)]
-    description: Annotated[str, StringConstraints(max_length=240)]
-    due_date: Annotated[str, StringConstraints(max_length=40)] | None
-    evidence: Annotated[str, StringConstraints(max_length=240)] | None
+    assigned_to: Annotated[str, StringConstraints(max_length=TASK_OWNER_CHARS)] | None
+    title: Annotated[str, StringConstraints(max_length=TASK_TITLE_CHARS)]
+    description: Annotated[str, StringConstraints(max_length=TASK_DESCRIPTION_CHARS)]
+    due_date: Annotated[str, StringConstraints(max_length=TASK_DUE_CHARS)] | None
+    evidence: Annotated[str, StringConstraints(max_length=TASK_EVIDENCE_CHARS)] | None
 
 
 class ModelTaskList(BaseModel):
@@ -119,7 +129,7 @@ def clean_title(title: str) -> str:
 class ModelTitle(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=TITLE_CHARS)]
 
     @field_validator("title")
     @classmethod
@@ -151,3 +161,74 @@ def json_schema(model: type[BaseModel], **string_limits: int) -> dict[str, Any]:
     for name, limit in string_limits.items():
         inlined["properties"][name]["maxLength"] = limit
     return inlined
+
+
+def task_list_schema(max_tasks: int, evidence_chars: int) -> dict[str, Any]:
+    """The task list's schema for one email: at most ``max_tasks`` tasks, evidence quotes of
+    at most ``evidence_chars`` (both within the static bounds of :class:`ModelTaskList`)."""
+    schema = json_schema(ModelTaskList)
+    tasks = schema["properties"]["tasks"]
+    tasks["maxItems"] = max(0, min(max_tasks, MAX_TASKS))
+    for option in tasks["items"]["properties"]["evidence"]["anyOf"]:
+        if option.get("type") == "string":
+            option["maxLength"] = max(1, min(evidence_chars, TASK_EVIDENCE_CHARS))
+    return schema
+
+
+class UnboundedSchema(ValueError):
+    """A schema admits answers of any length (a string without ``maxLength``, a list
+    without ``maxItems``...): a weak model could fill it until ``max_tokens``."""
+
+
+def answer_chars(schema: dict[str, Any]) -> int:
+    """The longest compact JSON text that ``schema`` admits, in characters (escapes inside
+    strings, such as ``\\n`` for one character, not counted)."""
+    return _longest(schema)[0]
+
+
+def answer_tokens(schema: dict[str, Any]) -> int:
+    """``max_tokens`` that holds the longest answer ``schema`` admits.
+
+    One token a character: Gemma 3's tokenizer writes digits one a token (measured: English
+    prose ~4.3 characters a token, Hebrew ~2.1, dates and numbers 1), so no larger ratio
+    is safe. Plus two tokens for each place where the engines' JSON grammars allow
+    whitespace (a newline and an indent; the model pretty-prints). This is a ceiling, not
+    what an answer costs: the time is what the model writes, which the schema bounds.
+    """
+    chars, gaps = _longest(schema)
+    return chars + 2 * gaps
+
+
+_SCALAR_CHARS = {"null": 4, "boolean": 5}  # null, false
+
+
+def _longest(schema: dict[str, Any]) -> tuple[int, int]:
+    """(characters, whitespace gaps) of the longest answer; a gap follows every value."""
+    if "anyOf" in schema:
+        return max(_longest(option) for option in schema["anyOf"])
+    if "enum" in schema or "const" in schema:
+        values = schema["enum"] if "enum" in schema else [schema["const"]]
+        return max(len(_compact(value)) for value in values), 1
+    kind = schema.get("type")
+    if kind in _SCALAR_CHARS:
+        return _SCALAR_CHARS[kind], 1
+    if kind == "string" and "maxLength" in schema:
+        return 2 + int(schema["maxLength"]), 1
+    if kind == "array" and "maxItems" in schema:
+        count = int(schema["maxItems"])
+        chars, gaps = _longest(schema["items"])
+        return 2 + count * chars + max(count - 1, 0), 2 + count * (gaps + 1)
+    if kind == "object" and schema.get("additionalProperties", False) is False:
+        chars, gaps = 2, 2
+        for name, value in schema.get("properties", {}).items():
+            value_chars, value_gaps = _longest(value)
+            chars += len(_compact(name)) + 2 + value_chars  # "name": value,
+            gaps += 2 + value_gaps
+        return chars - (1 if schema.get("properties") else 0), gaps
+    raise UnboundedSchema(
+        f"a {kind or 'value'} without a length bound (maxLength, maxItems, no extra properties)"
+    )
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

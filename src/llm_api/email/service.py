@@ -5,6 +5,10 @@ length limits, evidence checks); the model gets only the cleaned text. Every mod
 is generated under a JSON schema (``response_format``), validated with Pydantic, retried
 once with the validation problem, and otherwise refused with :class:`ModelOutputInvalid`.
 An answer cut by ``max_tokens`` is never used: it is retried with more room.
+
+Answers are bounded by their schema (every string and list has a bound, and the task list's
+bounds are sized to the email), and ``max_tokens`` holds the longest answer the schema
+admits: so a generation ends in bounded time, and a complete answer is not cut.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from llm_api.email.prompts import (
     email_user_message,
 )
 from llm_api.email.schemas import (
+    MAX_TASKS,
+    TASK_EVIDENCE_CHARS,
     ModelSummary,
     ModelTask,
     ModelTaskList,
@@ -39,8 +45,10 @@ from llm_api.email.schemas import (
     SummaryPublic,
     TaskPublic,
     TitlePublic,
+    answer_tokens,
     clean_title,
     json_schema,
+    task_list_schema,
 )
 from llm_api.engine.client import EngineClient, JsonObject
 from llm_api.engine.models import ModelCatalog
@@ -71,8 +79,6 @@ class EmailLimits:
     max_email_chars: int = 100_000
     max_tokens_cap: int = 4096
     context_tokens: int = 8192
-    extract_max_tokens: int = 768
-    title_max_tokens: int = 64
     # Off only to measure what the grammar costs (bench/email_bench.py); always on in the API.
     constrained: bool = True
     temperature: float = 0.0
@@ -83,7 +89,6 @@ class EmailLimits:
             "max_email_chars": settings.max_email_chars,
             "max_tokens_cap": settings.max_tokens_cap,
             "context_tokens": settings.max_model_len,
-            "extract_max_tokens": min(768, settings.max_tokens_cap),
         }
         return cls(**(values | overrides))
 
@@ -102,12 +107,15 @@ class EmailService:
         if not email.model_text and not email.subject:
             return []
         lang = resolve_language(language, email.model_text or email.subject or "")
-        text = await self._fit(email.model_text, self._limits.extract_max_tokens)
+        # Room for the longest answer this email's schema admits; the schema only shrinks
+        # when the text is cut to fit.
+        room = answer_tokens(task_list_schema(*task_room(email.model_text)))
+        text = await self._fit(email.model_text, room)
+        schema = task_list_schema(*task_room(text))
         messages = _messages(EXTRACT_SYSTEM[lang], email_user_message(lang, email.subject, text))
         answer = await self._generate(
-            "tasks", messages=messages, answer_type=ModelTaskList,
-            schema=json_schema(ModelTaskList), max_tokens=self._limits.extract_max_tokens,
-            language=lang,
+            "tasks", messages=messages, answer_type=ModelTaskList, schema=schema,
+            max_tokens=answer_tokens(schema), language=lang,
         )  # fmt: skip
         anchor = email.sending_date or datetime.now(ISRAEL).date()
         tasks = [_public_task(t, email, anchor) for t in answer.tasks if has_named_owner(t)]
@@ -120,13 +128,12 @@ class EmailService:
         if not email.model_text and not email.subject:
             raise InvalidRequest("the email has no text to summarize", param="email_content")
         lang = resolve_language(language, email.model_text or email.subject or "")
-        # Hebrew runs ~2-3 characters a token with Gemma's tokenizer: room for the summary
-        # (allowed to overshoot, then clipped), the title and the JSON around them.
-        max_tokens = min(length + 160, self._limits.max_tokens_cap)
+        # The summary may overshoot (code clips it at a sentence or word), not ramble on.
+        schema = json_schema(ModelSummary, summary=length * 2)
+        max_tokens = answer_tokens(schema)
         text = await self._fit(email.model_text, max_tokens)
         system = SUMMARY_SYSTEM[lang].replace("{length}", str(length))
         messages = _messages(system, email_user_message(lang, email.subject, text))
-        schema = json_schema(ModelSummary, summary=length * 2)
         answer = await self._generate(
             "summary", messages=messages, answer_type=ModelSummary, schema=schema,
             max_tokens=max_tokens, language=lang,
@@ -141,11 +148,12 @@ class EmailService:
     async def generate_title(self, message: str, language: Language = Language.AUTO) -> TitlePublic:
         self._check_size(message)
         lang = resolve_language(language, message)
-        text = await self._fit(message.strip(), self._limits.title_max_tokens)
+        schema = json_schema(ModelTitle)
+        text = await self._fit(message.strip(), answer_tokens(schema))
         messages = _messages(TITLE_SYSTEM[lang], text)
         answer = await self._generate(
-            "title", messages=messages, answer_type=ModelTitle, schema=json_schema(ModelTitle),
-            max_tokens=self._limits.title_max_tokens, language=lang,
+            "title", messages=messages, answer_type=ModelTitle, schema=schema,
+            max_tokens=answer_tokens(schema), language=lang,
         )  # fmt: skip
         return TitlePublic(title=clean_title(answer.title))
 
@@ -204,8 +212,8 @@ class EmailService:
             if finish_reason == "length":
                 # A cut answer is never used, even if it happens to parse: more room, again.
                 log.info("email %s attempt %d cut at %d tokens", name, attempt, tokens)
-                if tokens >= self._limits.max_tokens_cap:
-                    break  # the same request with the same room would be cut the same way
+                if tokens >= self._limits.max_tokens_cap or attempt == _MAX_ATTEMPTS:
+                    break  # no tries left, or no more room: it would be cut the same way
                 tokens = min(tokens * 2, self._limits.max_tokens_cap)
                 continue
             try:
@@ -228,6 +236,23 @@ class EmailService:
         raise ModelOutputInvalid(
             "the model did not produce a valid answer for this request, even after a retry"
         )
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?׃…])\s+")
+
+
+def task_room(text: str) -> tuple[int, int]:
+    """How many tasks, and how long an evidence quote, the model may write for this text.
+
+    A task is stated in a sentence (its evidence), so the list is bounded by the sentences
+    of three words or more, plus one for a sentence naming two people; a verbatim quote is
+    never longer than the paragraph it comes from. On a CPU engine these bounds are what
+    keep a weak model from writing eight tasks for a two-line email.
+    """
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+    sentences = [s for p in paragraphs for s in _SENTENCE_BREAK.split(p) if len(s.split()) >= 3]
+    longest = max((len(p) for p in paragraphs), default=0)
+    return min(len(sentences) + 1, MAX_TASKS), min(max(longest, 3), TASK_EVIDENCE_CHARS)
 
 
 def _messages(system: str, user: str) -> list[dict[str, str]]:
