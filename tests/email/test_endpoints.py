@@ -3,6 +3,7 @@ model output, plus the request limits."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -364,6 +365,58 @@ async def test_long_email_is_cut_to_fit_the_context(fake_engine: FakeEngine) -> 
     # context 1024 - answer room 512 - prompt overhead 400 = 112 tokens (one a word here)
     assert 50 <= len(sent) <= 112
     assert sent == words[: len(sent)]  # cut at a word, from the end
+
+
+# --- schema retries are counted -------------------------------------------------------------
+async def schema_retries(client: httpx.AsyncClient, feature: str) -> float:
+    text = (await client.get("/metrics")).text
+    pattern = rf'^llm_api_schema_retries_total\{{feature="{feature}"\}} (\S+)$'
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+async def test_a_retry_after_invalid_output_is_counted_for_its_feature(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    # The counter lives in this process's registry: compare before and after.
+    before = {f: await schema_retries(client, f) for f in ("tasks", "summary", "title")}
+    fake_engine.state.replies = replies("{not json", {"tasks": [task("Dan", "Call")]})
+    response = await client.post("/api/tasks/extract", json={"email_content": "Dan, call me."})
+    assert response.status_code == 200
+    assert await schema_retries(client, "tasks") == before["tasks"] + 1
+    assert await schema_retries(client, "summary") == before["summary"]
+    assert await schema_retries(client, "title") == before["title"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "feature"),
+    [
+        ("/api/tasks/extract", {"email_content": "Dan, call me."}, "tasks"),
+        ("/api/summarization/summarize", {"email_content": "Dan, call me."}, "summary"),
+        ("/api/title/generate", {"user_message": "Dan, call me."}, "title"),
+    ],
+)
+async def test_a_502_after_the_retry_counts_one_retry(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, path: str, body: object, feature: str
+) -> None:
+    before = await schema_retries(client, feature)
+    fake_engine.state.replies = replies("garbage")
+    response = await client.post(path, json=body)
+    assert response.status_code == 502
+    assert len(fake_engine.state.requests) == 2
+    assert await schema_retries(client, feature) == before + 1
+
+
+async def test_a_retry_after_a_cut_answer_is_counted(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    before = await schema_retries(client, "title")
+    fake_engine.state.finish_reason = "length"
+    fake_engine.state.replies = replies({"title": "Call"})
+    response = await client.post("/api/title/generate", json={"user_message": "Dan, call me."})
+    assert response.status_code == 502
+    assert len(fake_engine.state.requests) == 2
+    assert await schema_retries(client, "title") == before + 1
 
 
 # --- answer bounds --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The code does what code does exactly (parsing, sender, sending date, due-date ar
 length limits, evidence checks); the model gets only the cleaned text. Every model answer
 is generated under a JSON schema (``response_format``), validated with Pydantic, retried
 once with the validation problem, and otherwise refused with :class:`ModelOutputInvalid`.
-An answer cut by ``max_tokens`` is never used: it is retried with more room.
+An answer cut by ``max_tokens`` is never used: it is retried with more room. Each retry,
+of either kind, counts in ``llm_api_schema_retries_total{feature="tasks"|"summary"|"title"}``.
 
 Answers are bounded by their schema (every string and list has a bound, and the task list's
 bounds are sized to the email), and ``max_tokens`` holds the longest answer the schema
@@ -53,6 +54,7 @@ from llm_api.email.schemas import (
 from llm_api.engine.client import EngineClient, JsonObject
 from llm_api.engine.models import ModelCatalog
 from llm_api.errors import EngineBadResponse, InvalidRequest, ModelOutputInvalid, PayloadTooLarge
+from llm_api.observability.metrics import SCHEMA_RETRIES, child
 from llm_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -215,6 +217,7 @@ class EmailService:
                 if tokens >= self._limits.max_tokens_cap or attempt == _MAX_ATTEMPTS:
                     break  # no tries left, or no more room: it would be cut the same way
                 tokens = min(tokens * 2, self._limits.max_tokens_cap)
+                child(SCHEMA_RETRIES, name).inc()
                 continue
             try:
                 answer = answer_type.model_validate_json(_without_fences(content))
@@ -222,6 +225,8 @@ class EmailService:
                 log.info(
                     "email %s attempt %d invalid: %d problems", name, attempt, exc.error_count()
                 )
+                if attempt < _MAX_ATTEMPTS:
+                    child(SCHEMA_RETRIES, name).inc()
                 conversation = [
                     *messages,
                     {"role": "assistant", "content": content[:2000]},
