@@ -10,10 +10,10 @@ from fastapi import Depends, FastAPI
 
 from llm_api.auth.guard import (
     PROTECTED_RESPONSES,
-    GenerationSlot,
+    Guard,
+    ReleaseSlots,
+    document_security,
     health_access,
-    message_limits,
-    require_scope,
 )
 from llm_api.auth.setup import install_security_middleware, with_security
 from llm_api.chat.activity import SessionActivity
@@ -124,20 +124,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Access is decided per router; tests/auth/test_access.py fails on any route left open.
-    chat, email, admin = (Depends(require_scope(s)) for s in ("chat", "email", "admin"))
-    app.include_router(health_router, dependencies=[Depends(health_access)])
-    sizes = Depends(message_limits)
+
+    # Access is decided per router, one guard each; tests/auth/test_access.py fails on any
+    # route left open.
+    def guard(scope: str, *, sizes: bool = False, slot: bool = False) -> Any:
+        return [Depends(Guard(scope, sizes=sizes, slot=slot))]
+
     guarded = PROTECTED_RESPONSES
-    app.include_router(chat_router, dependencies=[chat, sizes, GenerationSlot], responses=guarded)
-    app.include_router(sessions_router, dependencies=[chat], responses=guarded)
-    app.include_router(email_router, dependencies=[email, GenerationSlot], responses=guarded)
-    app.include_router(openai_router, dependencies=[chat, sizes, GenerationSlot], responses=guarded)
-    app.include_router(observability_router, dependencies=[admin], responses=guarded)
+    # Routes are matched in order, and FastAPI's matching costs microseconds per route
+    # tried: the streaming routes come first.
+    chat_guard = guard("chat", sizes=True, slot=True)
+    app.include_router(openai_router, dependencies=chat_guard, responses=guarded)
+    app.include_router(chat_router, dependencies=chat_guard, responses=guarded)
+    app.include_router(health_router, dependencies=[Depends(health_access)])
+    app.include_router(sessions_router, dependencies=guard("chat"), responses=guarded)
+    app.include_router(email_router, dependencies=guard("email", slot=True), responses=guarded)
+    admin = guard("admin")
+    app.include_router(observability_router, dependencies=admin, responses=guarded)
     if settings.metrics_public:  # LLM_API_METRICS_PUBLIC: scrapers without a key, /metrics only
         app.include_router(prometheus_router)
     else:
-        app.include_router(prometheus_router, dependencies=[admin], responses=guarded)
+        app.include_router(prometheus_router, dependencies=admin, responses=guarded)
+    document_security(app)
+    app.add_middleware(ReleaseSlots)  # innermost: after the response, the guards' slots
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_tracing(app, settings)  # LLM_API_OTLP_ENDPOINT only; inside the observer
     app.add_middleware(RequestObserver)  # sees every answer, 413s included
