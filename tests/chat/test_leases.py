@@ -1,7 +1,7 @@
 """Streaming replies' leases: text written while streaming, several workers on one store.
 
-Each test runs on SQLite and on PostgreSQL. Gateways here flush every 0.2 s, so a lease
-lasts 1 s: a reply streamed for seconds outlives several leases and must keep renewing.
+Each test runs on SQLite and on PostgreSQL. Gateways here flush every 0.3 s, so a lease
+lasts 1.5 s: a reply streamed for seconds outlives several leases and must keep renewing.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.conftest import gateway_settings, serve_gateway
 from tests.fakes import FakeEngine
 from tests.sse import stream_events
 
-FLUSH = 0.2
+FLUSH = 0.3
 HEBREW = "ספר לי על הכנרת"
 
 
@@ -159,14 +159,14 @@ async def test_a_worker_starting_beside_a_live_stream_leaves_it_alone(
 ) -> None:
     state = fake_engine.state
     state.chunks = [f"מים{i} " for i in range(100)]
-    state.chunk_delay = 0.05  # 5 s: five leases
+    state.chunk_delay = 0.05  # 5 s: more than three leases
     full = "".join(state.chunks)
     sid = session_id("two_workers")
     settings = settings_for(fake_engine, database)
     async with gateway(settings) as first:
         seen: list[str] = []
         streaming = asyncio.create_task(stream_until_done(first, sid, seen))
-        while len(seen) < 30:  # 1.5 s in: the placeholder is older than its first lease
+        while len(seen) < 40:  # 2 s in: the placeholder is older than its first lease
             assert not streaming.done()
             await asyncio.sleep(0.02)
         # A second worker starts on the same store (start-up recovery runs) and serves.
