@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from llm_api.chat.schemas import ChatAnswer, ChatRequest
 from llm_api.chat.service import ChatReply
@@ -17,6 +16,7 @@ from llm_api.deps import ChatServiceDep, OwnerDep, SettingsDep
 from llm_api.errors import ApiError, json_response, note_api_error
 from llm_api.observability.context import note_usage
 from llm_api.observability.metrics import CONTEXT_TRUNCATIONS, UPSTREAM_ABORTS
+from llm_api.streaming import EventStream
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
@@ -31,7 +31,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.post(
     "/api/chat/stream",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses={
         200: {
             "content": {
@@ -52,20 +52,15 @@ async def chat_stream(
     headers = {"X-Session-ID": reply.session_id, "Cache-Control": "no-store"}
     if not body.stream:
         return await _collect(reply, headers)
-    return EventSourceResponse(
-        _events(reply),
-        headers={**headers, "X-Accel-Buffering": "no"},
-        ping=int(settings.sse_ping_seconds),
-        sep="\n",
-    )
+    return EventStream(_events(reply), ping_seconds=settings.sse_ping_seconds, headers=headers)
 
 
-def _data(event: dict[str, object]) -> ServerSentEvent:
-    # orjson writes UTF-8 as is: Hebrew reaches the client unescaped.
-    return ServerSentEvent(data=orjson.dumps(event).decode())
+def _data(event: dict[str, object]) -> bytes:
+    # orjson writes UTF-8 as is, and escapes newlines: one event is one ``data:`` line.
+    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-async def _events(reply: ChatReply) -> AsyncIterator[ServerSentEvent]:
+async def _events(reply: ChatReply) -> AsyncIterator[bytes]:
     """Content events, then exactly one ``done`` or one ``error`` event."""
     try:
         async for text in reply.deltas:
