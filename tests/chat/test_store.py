@@ -21,6 +21,7 @@ from llm_api.chat.store import (
     NewMessage,
     SessionStore,
     configure_sqlite,
+    create_store_engine,
     database_url,
     decode_cursor,
     is_unavailable,
@@ -372,28 +373,43 @@ def test_postgres_resource_and_connection_errors_are_unavailable(
 
 
 async def test_continuing_turn_is_one_statement_that_touches_the_session(
-    store: SessionStore, owner: str
+    store: SessionStore, store_url: str, owner: str
 ) -> None:
     await _turn(store, owner, "chat_fast_00001", "first", "1")
     await _turn(store, owner, "chat_fast_00002", "other", "2")
     before = await store.get_session(owner, "chat_fast_00001")
+    # Every statement the driver runs, seen by the database driver itself (on SQLite the
+    # turn bypasses SQLAlchemy's cursor, so its events would not see it).
     statements: list[str] = []
+    traced = SessionStore(create_store_engine(store_url))
 
-    @event.listens_for(store.engine.sync_engine, "before_cursor_execute")
-    def _record(*args: Any) -> None:
-        statements.append(args[2].split()[0].upper())
+    @event.listens_for(traced.engine.sync_engine, "connect")
+    def _trace_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        if traced.dialect == "sqlite":
+            dbapi_connection.run_async(lambda c: c.set_trace_callback(statements.append))
 
-    record = await store.append_turn(
-        owner,
-        "chat_fast_00001",
-        language="hebrew",
-        expected_last_seq=2,
-        new_messages=[NewMessage("user", HEBREW_Q, token_count=9)],
-        lease=timedelta(seconds=30),
-    )
-    event.remove(store.engine.sync_engine, "before_cursor_execute", _record)
-    # No BEGIN, no COMMIT statement, no separate lock, read or touch: one round trip.
-    assert statements in (["INSERT"], ["WITH"])
+    @event.listens_for(traced.engine.sync_engine, "before_cursor_execute")
+    def _trace_postgres(*args: Any) -> None:
+        if traced.dialect == "postgresql":
+            statements.append(args[2])
+
+    try:
+        record = await traced.append_turn(
+            owner,
+            "chat_fast_00001",
+            language="hebrew",
+            expected_last_seq=2,
+            new_messages=[NewMessage("user", HEBREW_Q, token_count=9)],
+            lease=timedelta(seconds=30),
+        )
+    finally:
+        await traced.close()
+    # Leave out the connection's set-up. (SQLite's trace reports the statement again as it
+    # enters each trigger run and its RETURNING, so count distinct statements.)
+    turn = {s.strip() for s in statements if not s.startswith("PRAGMA")}
+    # No BEGIN, no COMMIT, no separate lock, read or touch: one statement, one round trip.
+    assert len(turn) == 1
+    assert turn.pop().split()[0] in {"INSERT", "WITH"}
     assert not record.created_session
     after = await store.get_session(owner, "chat_fast_00001")
     assert [(m.seq, m.role, m.content, m.status, m.token_count) for m in after.messages[2:]] == [
