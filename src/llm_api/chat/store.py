@@ -70,6 +70,8 @@ ERROR = "error"
 # How long a streaming reply counts as alive without a renewal of its lease, by default.
 DEFAULT_LEASE = timedelta(seconds=10)
 
+_WAL_CHECKPOINT_PAGES = 100
+
 # Key for pg_advisory_xact_lock around migrations (any constant shared by all workers).
 _MIGRATION_LOCK_KEY = 0x6C6C6D5F617069
 
@@ -243,6 +245,11 @@ def configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        # The commit that fills the WAL to this many pages copies it back into the database
+        # (a checkpoint), inside that request. At SQLite's default of 1,000 pages that was a
+        # 5-9 ms commit every ~90 turns, the whole p99 of a turn's append; at 100 it is
+        # ~1.5 ms every ~9 commits (append p50 +0.3 ms, max 9 -> 2.6 ms measured).
+        cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
