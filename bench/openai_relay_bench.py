@@ -202,17 +202,24 @@ async def measure(
     gateway_pid: int,
 ) -> dict[str, Any]:
     cpu = {"ns": 0, "ticks": 0, "chunks": 0}
+    # Per scenario too: at 1 stream every chunk wakes an idle process, which on this VM
+    # costs ~250 us of CPU by itself (the fake engine pays the same), so the mix matters.
+    by_streams: dict[int, list[int]] = {}
 
-    async def gateway_side(coro_factory: Any, side: Side) -> None:
+    async def gateway_side(coro_factory: Any, side: Side, streams: int) -> None:
         before_ns, before_ticks, before_chunks = (
             cpu_ns(gateway_pid),
             cpu_ticks(gateway_pid),
             side.chunks,
         )
         await coro_factory()
-        cpu["ns"] += cpu_ns(gateway_pid) - before_ns
+        spent, relayed = cpu_ns(gateway_pid) - before_ns, side.chunks - before_chunks
+        cpu["ns"] += spent
         cpu["ticks"] += cpu_ticks(gateway_pid) - before_ticks
-        cpu["chunks"] += side.chunks - before_chunks
+        cpu["chunks"] += relayed
+        totals = by_streams.setdefault(streams, [0, 0])
+        totals[0] += spent
+        totals[1] += relayed
 
     # 1 stream, one request at a time, alternating sides.
     single = {"direct": Side(), "gateway": Side()}
@@ -227,7 +234,7 @@ async def measure(
                 side.chunks += result.chunks
 
             if target is through:
-                await gateway_side(one, side)
+                await gateway_side(one, side, 1)
             else:
                 await one()
 
@@ -245,7 +252,7 @@ async def measure(
                     await concurrent_round(session, target, n, side)
 
                 if target is through:
-                    await gateway_side(round_, side)
+                    await gateway_side(round_, side, streams)
                 else:
                     await round_()
         scenarios[streams] = sides
@@ -270,6 +277,9 @@ async def measure(
         "throughput_ratio_256": statistics.mean(s256["gateway"].throughputs)
         / statistics.mean(s256["direct"].throughputs),
         "gateway_cpu_us_per_chunk": cpu["ns"] / 1e3 / cpu["chunks"],
+        "gateway_cpu_us_per_chunk_by_streams": {
+            str(n): ns / 1e3 / chunks for n, (ns, chunks) in by_streams.items()
+        },
         "gateway_cpu_us_per_chunk_from_stat_ticks": cpu["ticks"] / tick * 1e6 / cpu["chunks"],
         "gateway_chunks_relayed": cpu["chunks"],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",

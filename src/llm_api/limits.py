@@ -31,7 +31,10 @@ class BodySizeLimit:
                 if not value.isdigit() or int(value) > self.max_bytes:
                     await api_error_response(too_large)(scope, receive, send)
                     return
-                break
+                # The server stops a body at its declared length: nothing to count, and
+                # no wrapper for each event of a streamed answer to pass through.
+                await self.app(scope, receive, send)
+                return
 
         received = 0
         exceeded = False

@@ -25,6 +25,7 @@ from llm_api.chat.store import (
     database_url,
     decode_cursor,
     is_unavailable,
+    open_store,
     utcnow,
 )
 from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
@@ -513,3 +514,33 @@ async def test_concurrent_continuing_turns_on_different_sessions_all_succeed(
             (3, "q2"),
             (4, "a2"),
         ]
+
+
+async def test_a_burst_of_sqlite_writers_queues_in_process_not_in_the_busy_handler(
+    tmp_path: Path,
+) -> None:
+    """32 new conversations at once on a 20 ms busy timeout: every one is stored.
+
+    Without the store's own writer queue, SQLite's busy handler makes the connections
+    wait for each other and most of them give up (503) within the short timeout.
+    """
+    store = await open_store(database_url(None, tmp_path / "burst"), tmp_path, busy_timeout=0.02)
+    try:
+        results = await asyncio.gather(
+            *(
+                store.append_turn(
+                    "burst-owner",
+                    f"chat_burst_{i:04d}",
+                    language="hebrew",
+                    expected_last_seq=0,
+                    new_messages=[NewMessage("user", f"{HEBREW_Q} {i}")],
+                )
+                for i in range(32)
+            ),
+            return_exceptions=True,
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        page = await store.list_sessions("burst-owner", limit=50, before=None)
+        assert len(page.sessions) == 32
+    finally:
+        await store.close()

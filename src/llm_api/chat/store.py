@@ -17,6 +17,7 @@ whole, so nothing is ever half-written.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -295,6 +296,11 @@ class SessionStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time. This process's writers queue here, in order,
+        # rather than in SQLite's busy handler, which sleeps with a back-off of up to
+        # 100 ms a try and so turns a burst of turns into a convoy. Writers in other
+        # processes (several workers) still meet the busy timeout.
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -304,9 +310,17 @@ class SessionStore:
         await self.engine.dispose()
 
     @asynccontextmanager
+    async def _one_writer(self) -> AsyncIterator[None]:
+        if self._writer is None:
+            yield
+            return
+        async with self._writer:
+            yield
+
+    @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         with _guard():
-            async with self.engine.connect() as conn:
+            async with self._one_writer(), self.engine.connect() as conn:
                 await conn.execution_options(store_write=True)
                 async with conn.begin():
                     yield conn
@@ -321,7 +335,7 @@ class SessionStore:
         busy timeout) before it reads, as ``BEGIN IMMEDIATE`` would.
         """
         with _guard():
-            async with self.engine.connect() as conn:
+            async with self._one_writer(), self.engine.connect() as conn:
                 if self.dialect == "sqlite":
                     await conn.execution_options(store_autocommit=True)
                 else:
