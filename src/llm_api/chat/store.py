@@ -651,7 +651,7 @@ class SessionStore:
             values[name] if convert is None else convert(values[name]) for name, convert in order
         )
         with _guard():
-            async with self.engine.connect() as conn:
+            async with self._one_writer(), self.engine.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 rows = await driver.execute_fetchall(sql, params)  # type: ignore[union-attr]  # typed optional; an aiosqlite.Connection here
         return [tuple(row) for row in rows]
