@@ -31,7 +31,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.post(
     "/api/chat/stream",
-    response_class=EventStream,
     responses={
         200: {
             "content": {
