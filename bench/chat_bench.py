@@ -134,7 +134,12 @@ def free_port() -> int:
 
 def start_gateway(engine_url: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LLM_API_ENGINE_URL": engine_url, "LLM_API_LOG_LEVEL": "WARNING",
-           "LLM_API_DATA_DIR": str(REPO / "data" / "bench")}  # fmt: skip
+           "LLM_API_DATA_DIR": str(REPO / "data" / "bench"),
+           # The relay is measured, not the admission limits (256 streams would meet the
+           # engine gate's 503) or the engine connection pool: lift them, as the /v1
+           # benchmark does.
+           "LLM_API_CONNECTION_POOL_SIZE": "1024", "LLM_API_MAX_CONCURRENT_REQUESTS": "4096",
+           "LLM_API_MAX_STREAMS_PER_KEY": "4096", "LLM_API_RATE_LIMIT_RPM": "10000000"}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
