@@ -544,3 +544,39 @@ async def test_a_burst_of_sqlite_writers_queues_in_process_not_in_the_busy_handl
         assert len(page.sessions) == 32
     finally:
         await store.close()
+
+
+async def test_new_conversation_on_sqlite_is_one_transaction_of_four_statements(
+    tmp_path: Path,
+) -> None:
+    url = database_url(None, tmp_path / "new")
+    await (await open_store(url, tmp_path)).close()  # migrated, then closed
+    statements: list[str] = []
+    traced = SessionStore(create_store_engine(url))
+
+    @event.listens_for(traced.engine.sync_engine, "connect")
+    def _trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.run_async(lambda c: c.set_trace_callback(statements.append))
+
+    try:
+        record = await traced.append_turn(
+            "new-owner",
+            "chat_new_000001",
+            language="hebrew",
+            expected_last_seq=0,
+            new_messages=[NewMessage("user", HEBREW_Q, token_count=9)],
+        )
+        stored = await traced.get_session("new-owner", "chat_new_000001")
+    finally:
+        await traced.close()
+    assert record.created_session
+    turn = [s.split()[0] for s in dict.fromkeys(s.strip() for s in statements) if s]
+    # BEGIN IMMEDIATE, the session, the turn's rows, COMMIT — then the read above.
+    assert turn[:4] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    assert [(m.seq, m.role, m.content, m.status) for m in stored.messages] == [
+        (1, "user", HEBREW_Q, COMPLETE),
+        (2, "assistant", "", STREAMING),
+    ]
+    assert stored.messages[-1].pk == record.assistant_pk
+    assert stored.info.language == "hebrew"
+    assert stored.info.updated_at == stored.messages[-1].created_at
