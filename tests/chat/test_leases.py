@@ -121,13 +121,18 @@ async def test_text_is_written_by_a_timer_never_per_chunk(
     store = await open_store(store_url, tmp_path)
     updates: list[str] = []
 
+    def _count(statement: str) -> None:
+        if statement.lstrip().upper().startswith("UPDATE MESSAGES"):
+            updates.append(statement)
+
     @event.listens_for(store.engine.sync_engine, "before_cursor_execute")
-    def _count(*args: Any) -> None:
-        if args[2].lstrip().upper().startswith("UPDATE MESSAGES"):
-            updates.append(args[2])
+    def _count_sqlalchemy(*args: Any) -> None:
+        _count(args[2])
 
     leases = ReplyLeases(store, flush_seconds=0.2)
     try:
+        if store.sqlite_writer is not None:  # SQLite's hot writes bypass SQLAlchemy
+            await store.sqlite_writer.run(lambda c: c.set_trace_callback(_count))
         record = await store.append_turn(
             owner,
             "chat_timer_00001",

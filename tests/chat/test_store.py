@@ -337,7 +337,7 @@ async def test_full_sqlite_database_is_unavailable_and_nothing_half_written(
         await _turn(store, owner, "chat_full_disk_1", "שלום", "היי")
         async with engine.connect() as conn:
             pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
-            await conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+        await _limit_pages(store, pages)
         with pytest.raises(StoreUnavailable):
             await store.append_turn(
                 owner,
@@ -348,12 +348,31 @@ async def test_full_sqlite_database_is_unavailable_and_nothing_half_written(
             )
         history = await store.get_session(owner, "chat_full_disk_1")
         assert [m.content for m in history.messages] == ["שלום", "היי"]
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA max_page_count = 1073741823")
+        await _limit_pages(store, 1073741823)
         await _turn(store, owner, "chat_full_disk_1", "עוד", "כן")
         assert len((await store.get_session(owner, "chat_full_disk_1")).messages) == 4
     finally:
         await store.close()
+
+
+async def _limit_pages(store: SessionStore, pages: int) -> None:
+    """A page limit on both of the store's connections: SQLAlchemy's and the batch writer's."""
+    async with store.engine.connect() as conn:
+        await conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+    writer = store.sqlite_writer
+    assert writer is not None
+    await writer.run(lambda c: c.execute(f"PRAGMA max_page_count = {pages}").close())
+
+
+_BATCH_FRAMING = ("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT", "--")
+
+
+async def _trace_batches(store: SessionStore, statements: list[str]) -> None:
+    """From now on, every statement the store's batch writer runs lands in ``statements``."""
+    writer = store.sqlite_writer
+    assert writer is not None
+    await writer.run(lambda c: c.set_trace_callback(statements.append))
+    statements.clear()  # the tracing batch's own end
 
 
 class _PgError(Exception):
@@ -384,17 +403,14 @@ async def test_continuing_turn_is_one_statement_that_touches_the_session(
     statements: list[str] = []
     traced = SessionStore(create_store_engine(store_url))
 
-    @event.listens_for(traced.engine.sync_engine, "connect")
-    def _trace_sqlite(dbapi_connection: Any, _record: Any) -> None:
-        if traced.dialect == "sqlite":
-            dbapi_connection.run_async(lambda c: c.set_trace_callback(statements.append))
-
     @event.listens_for(traced.engine.sync_engine, "before_cursor_execute")
     def _trace_postgres(*args: Any) -> None:
         if traced.dialect == "postgresql":
             statements.append(args[2])
 
     try:
+        if traced.dialect == "sqlite":  # the turn goes through the batch writer's connection
+            await _trace_batches(traced, statements)
         record = await traced.append_turn(
             owner,
             "chat_fast_00001",
@@ -407,8 +423,10 @@ async def test_continuing_turn_is_one_statement_that_touches_the_session(
         await traced.close()
     # Leave out the connection's set-up. (SQLite's trace reports the statement again as it
     # enters each trigger run and its RETURNING, so count distinct statements.)
-    turn = {s.strip() for s in statements if not s.startswith("PRAGMA")}
-    # No BEGIN, no COMMIT, no separate lock, read or touch: one statement, one round trip.
+    # On SQLite the batch's own BEGIN, savepoint and COMMIT frame it (shared by every write
+    # of the batch).
+    turn = {s.strip() for s in statements if not s.startswith(("PRAGMA", *_BATCH_FRAMING))}
+    # No separate lock, read or touch: one statement, one round trip.
     assert len(turn) == 1
     assert turn.pop().split()[0] in {"INSERT", "WITH"}
     assert not record.created_session
@@ -542,37 +560,32 @@ async def test_a_burst_of_sqlite_writers_queues_in_process_not_in_the_busy_handl
         assert [r for r in results if isinstance(r, BaseException)] == []
         page = await store.list_sessions("burst-owner", limit=50, before=None)
         assert len(page.sessions) == 32
+        # Group commit: the burst shares a few durable commits instead of 32 in a row.
+        assert store.sqlite_writer is not None
+        assert store.sqlite_writer.batches <= 2
     finally:
         await store.close()
 
 
-async def test_new_conversation_on_sqlite_is_one_transaction_of_four_statements(
-    tmp_path: Path,
-) -> None:
-    url = database_url(None, tmp_path / "new")
-    await (await open_store(url, tmp_path)).close()  # migrated, then closed
+async def test_new_conversation_on_sqlite_is_two_statements_in_a_batch(tmp_path: Path) -> None:
+    store = await open_store(database_url(None, tmp_path / "new"), tmp_path)
     statements: list[str] = []
-    traced = SessionStore(create_store_engine(url))
-
-    @event.listens_for(traced.engine.sync_engine, "connect")
-    def _trace(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.run_async(lambda c: c.set_trace_callback(statements.append))
-
     try:
-        record = await traced.append_turn(
+        await _trace_batches(store, statements)
+        record = await store.append_turn(
             "new-owner",
             "chat_new_000001",
             language="hebrew",
             expected_last_seq=0,
             new_messages=[NewMessage("user", HEBREW_Q, token_count=9)],
         )
-        stored = await traced.get_session("new-owner", "chat_new_000001")
+        stored = await store.get_session("new-owner", "chat_new_000001")
     finally:
-        await traced.close()
+        await store.close()
     assert record.created_session
     turn = [s.split()[0] for s in dict.fromkeys(s.strip() for s in statements) if s]
-    # BEGIN IMMEDIATE, the session, the turn's rows, COMMIT — then the read above.
-    assert turn[:4] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    # The batch's BEGIN IMMEDIATE and savepoint, the session, the turn's rows, COMMIT.
+    assert turn == ["BEGIN", "SAVEPOINT", "INSERT", "INSERT", "RELEASE", "COMMIT"]
     assert [(m.seq, m.role, m.content, m.status) for m in stored.messages] == [
         (1, "user", HEBREW_Q, COMPLETE),
         (2, "assistant", "", STREAMING),

@@ -5,10 +5,13 @@ directory, WAL, ``synchronous=FULL``, a busy timeout) or PostgreSQL (asyncpg). E
 is scoped by ``owner``. Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so two
 writers queue on the busy timeout instead of failing on a read-to-write upgrade.
 
-The hot write, a new turn in an existing session, is one statement committed on its own
-(see :meth:`SessionStore.append_turn`): every statement and every ``BEGIN``/``COMMIT``
-costs a round trip to PostgreSQL or a hop to aiosqlite's thread, and those, not the
-durable commit itself, were most of a turn's latency.
+The hot write, a new turn in an existing session, is one statement (see
+:meth:`SessionStore.append_turn`): every statement and every ``BEGIN``/``COMMIT`` costs a
+round trip to PostgreSQL or a hop to a driver thread, and those, not the durable commit
+itself, were most of a turn's latency. On SQLite the hot writes (turns, replies' ends,
+lease renewals, titles) are group-committed by :class:`~llm_api.chat.sqlite_writer.SqliteWriter`:
+the writes that queue while one batch commits share the next, one thread hop and one
+``fsync`` per batch, so a burst of clients no longer forms a convoy behind the write lock.
 
 Database failures that a retry can cure (locked, full, unreachable) become
 :class:`~llm_api.errors.StoreUnavailable` (503); a transaction that fails is rolled back
@@ -27,7 +30,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -58,7 +61,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import BindParameter, TextClause
 
+from llm_api.chat.sqlite_writer import Job, SqliteWriter
 from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
+
+T = TypeVar("T")
 
 DEFAULT_OWNER = "default"
 SQLITE_FILE = "llm_api.sqlite3"
@@ -238,22 +244,27 @@ def create_store_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     )
 
 
+def sqlite_pragmas(connection: Any, busy_timeout: float) -> None:
+    """Every store connection's settings (a ``sqlite3`` connection, or aiosqlite's adapter)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    # The commit that fills the WAL to this many pages copies it back into the database
+    # (a checkpoint), inside that request. At SQLite's default of 1,000 pages that was a
+    # 5-9 ms commit every ~90 turns, the whole p99 of a turn's append; at 100 it is
+    # ~1.5 ms every ~9 commits (append p50 +0.3 ms, max 9 -> 2.6 ms measured).
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Transactions are begun by the "begin" hook below, not by the driver.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        # The commit that fills the WAL to this many pages copies it back into the database
-        # (a checkpoint), inside that request. At SQLite's default of 1,000 pages that was a
-        # 5-9 ms commit every ~90 turns, the whole p99 of a turn's append; at 100 it is
-        # ~1.5 ms every ~9 commits (append p50 +0.3 ms, max 9 -> 2.6 ms measured).
-        cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        sqlite_pragmas(dbapi_connection, busy_timeout)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -286,7 +297,7 @@ def _guard() -> Iterator[None]:
         if is_unavailable(exc):
             raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
         raise
-    # sqlite3's own errors reach here from SessionStore._sqlite_rows only (locked, full, I/O).
+    # sqlite3's own errors come from the group-committing writer (locked, full, I/O).
     except (OSError, TimeoutError, sqlite3.OperationalError):
         raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
 
@@ -294,20 +305,43 @@ def _guard() -> Iterator[None]:
 class SessionStore:
     """Sessions and their messages; every method takes the owner it acts for."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, busy_timeout: float = 5.0) -> None:
         self.engine = engine
         # SQLite has one writer at a time. This process's writers queue here, in order,
         # rather than in SQLite's busy handler, which sleeps with a back-off of up to
         # 100 ms a try and so turns a burst of turns into a convoy. Writers in other
         # processes (several workers) still meet the busy timeout.
         self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # The hot writes (turns, replies' ends, leases, titles) go through a group-committing
+        # writer of their own on SQLite; the rest (migrations, deletes, renames, the rare
+        # turn shapes) through SQLAlchemy, under the same lock.
+        self._batched: SqliteWriter | None = None
+        if self._writer is not None and engine.url.database:
+            self._batched = SqliteWriter(
+                engine.url.database,
+                busy_timeout=busy_timeout,
+                lock=self._writer,
+                configure=functools.partial(sqlite_pragmas, busy_timeout=busy_timeout),
+            )
+
+    @property
+    def sqlite_writer(self) -> SqliteWriter | None:
+        """The group-committing writer (SQLite only)."""
+        return self._batched
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     async def close(self) -> None:
+        if self._batched is not None:
+            await self._batched.close()
         await self.engine.dispose()
+
+    async def _batch(self, job: Job[T]) -> T:
+        assert self._batched is not None  # noqa: S101 - callers check the dialect
+        with _guard():
+            return await self._batched.run(job)
 
     @asynccontextmanager
     async def _one_writer(self) -> AsyncIterator[None]:
@@ -381,6 +415,14 @@ class SessionStore:
         overwrite a final text.
         """
         if not renewals:
+            return
+        if self._batched is not None:
+            compiled = _compiled(_RENEW_LEASE_SQLITE, self.engine.dialect)
+            params = [
+                _params(compiled, {"pk": r.pk, "content": r.content, "until": until})
+                for r in renewals
+            ]
+            await self._batch(lambda c: c.executemany(compiled[0], params).close())
             return
         rows = [{"b_pk": r.pk, "b_content": r.content, "b_until": until} for r in renewals]
         async with self._write() as conn:
@@ -648,12 +690,10 @@ class SessionStore:
         now: datetime,
         lease_until: datetime,
     ) -> int | None:
-        """A new conversation and its first turn in one transaction of four driver hops.
+        """A new conversation and its first turn: two statements in the next batch commit.
 
-        ``BEGIN IMMEDIATE``, the session row (``ON CONFLICT DO NOTHING``), the turn's rows
-        (the statement of :meth:`_append_to_existing`), ``COMMIT``: against some fifteen
-        hops through SQLAlchemy's cursor adapter, which put a new conversation's first
-        token ~1 ms behind a continuing one's. None, with nothing written, when the session
+        The session row (``ON CONFLICT DO NOTHING``), then the turn's rows (the statement
+        of :meth:`_append_to_existing`). None, with nothing written, when the session
         exists already; the general transaction then tells the cases apart.
         """
         values = _turn_values(
@@ -667,41 +707,30 @@ class SessionStore:
         values["language"] = language
         created = _compiled(_CREATE_SESSION, self.engine.dialect)
         append = _compiled(_append_statement("sqlite", len(new_messages) + 1), self.engine.dialect)
-        with _guard():
-            async with self._one_writer(), self.engine.connect() as conn:
-                driver: Any = (await conn.get_raw_connection()).driver_connection
-                await driver.execute("BEGIN IMMEDIATE")
-                try:
-                    if not await driver.execute_fetchall(created[0], _params(created, values)):
-                        await driver.rollback()
-                        return None
-                    rows = await driver.execute_fetchall(append[0], _params(append, values))
-                    await driver.commit()
-                except BaseException:
-                    # Cancelled or failed: roll back here; returning the connection to the
-                    # pool rolls back too, should this be cut short.
-                    await asyncio.shield(driver.rollback())
-                    raise
+        session_params, turn_params = _params(created, values), _params(append, values)
+
+        def job(connection: sqlite3.Connection) -> list[Any] | None:
+            if not connection.execute(created[0], session_params).fetchall():
+                return None
+            return connection.execute(append[0], turn_params).fetchall()
+
+        rows = await self._batch(job)
+        if rows is None:
+            return None
         pk, _seq = max(rows, key=lambda row: int(row[1]))
         return int(pk)
 
     async def _sqlite_rows(
         self, statement: TextClause, values: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        """Run one self-committing statement on aiosqlite's thread in a single hop.
+        """Run one statement in the next batch commit; its rows.
 
-        Through SQLAlchemy's cursor adapter a statement costs four hops to the driver's
-        thread (cursor, execute, fetchall, close); ``execute_fetchall`` costs one. Measured
-        here: 0.5–0.75 ms p50 / 1.1–2.0 ms p99 against 1.5 / 4.4 for the same statement.
         SQLAlchemy still compiles the statement and formats its values (so dates are stored
         exactly as everywhere else); :func:`_guard` maps sqlite3's errors.
         """
         compiled = _compiled(statement, self.engine.dialect)
         sql, params = compiled[0], _params(compiled, values)
-        with _guard():
-            async with self._one_writer(), self.engine.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                rows = await driver.execute_fetchall(sql, params)  # type: ignore[union-attr]  # typed optional; an aiosqlite.Connection here
+        rows = await self._batch(lambda c: c.execute(sql, params).fetchall())
         return [tuple(row) for row in rows]
 
     async def finish_message(
@@ -717,6 +746,22 @@ class SessionStore:
             .where(messages.c.pk == pk)
             .values(content=content, status=status, lease_until=None)
         )
+        if self._batched is not None:
+            finish = _compiled(_FINISH_SQLITE, self.engine.dialect)
+            finish_params = _params(finish, {"pk": pk, "content": content, "status": status})
+            counts = _compiled(_TOKEN_COUNTS_SQLITE, self.engine.dialect)
+            count_params = [
+                _params(counts, {"pk": key, "count": count, "reply": pk})
+                for key, count in (token_counts or {}).items()
+            ]
+
+            def job(connection: sqlite3.Connection) -> None:
+                connection.execute(finish[0], finish_params)
+                if count_params:
+                    connection.executemany(counts[0], count_params)
+
+            await self._batch(job)
+            return
         if not token_counts:  # the usual case: one statement, committed on its own
             async with self._autocommit() as conn:
                 await conn.execute(end)
@@ -734,6 +779,11 @@ class SessionStore:
             )
 
     async def set_title_if_missing(self, owner: str, session_id: str, title: str) -> bool:
+        if self._batched is not None:
+            compiled = _compiled(_SET_TITLE_SQLITE, self.engine.dialect)
+            params = _params(compiled, {"owner": owner, "session_id": session_id, "title": title})
+            changed = await self._batch(lambda c: c.execute(compiled[0], params).rowcount)
+            return bool(changed)
         async with self._write() as conn:
             result = await conn.execute(
                 update(sessions)
@@ -959,6 +1009,39 @@ _RENEW_LEASE = (
 )
 
 
+# The group-committed writes on SQLite, as SQL text for sqlite3 itself (see SqliteWriter).
+_FINISH_SQLITE = text(
+    "UPDATE messages SET content = :content, status = :status, lease_until = NULL WHERE pk = :pk"
+).bindparams(
+    bindparam("content", type_=Text()),
+    bindparam("status", type_=String()),
+    bindparam("pk", type_=Integer()),
+)
+_TOKEN_COUNTS_SQLITE = text(
+    "UPDATE messages SET token_count = :count WHERE pk = :pk "
+    "AND session_pk = (SELECT session_pk FROM messages WHERE pk = :reply)"
+).bindparams(
+    bindparam("count", type_=Integer()),
+    bindparam("pk", type_=Integer()),
+    bindparam("reply", type_=Integer()),
+)
+_SET_TITLE_SQLITE = text(
+    "UPDATE sessions SET title = :title WHERE owner = :owner AND id = :session_id AND title IS NULL"
+).bindparams(
+    bindparam("title", type_=String()),
+    bindparam("owner", type_=String()),
+    bindparam("session_id", type_=String()),
+)
+_RENEW_LEASE_SQLITE = text(
+    "UPDATE messages SET lease_until = :until, content = coalesce(:content, content) "
+    "WHERE pk = :pk AND status = 'streaming'"
+).bindparams(
+    bindparam("until", type_=UTCDateTime()),
+    bindparam("content", type_=Text()),
+    bindparam("pk", type_=Integer()),
+)
+
+
 def _message(row: Any) -> StoredMessage:
     return StoredMessage(
         pk=row.pk,
@@ -981,7 +1064,8 @@ async def open_store(url: str | None, data_dir: Path, *, busy_timeout: float = 5
     (the chat service's sweep catches a dead worker's replies whose lease runs out later).
     """
     store = SessionStore(
-        create_store_engine(database_url(url, data_dir), busy_timeout=busy_timeout)
+        create_store_engine(database_url(url, data_dir), busy_timeout=busy_timeout),
+        busy_timeout=busy_timeout,
     )
     try:
         await store.migrate()
