@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -71,6 +72,29 @@ def with_observability(settings: Settings, core: Lifespan) -> Lifespan:
     return lifespan
 
 
+def with_settled_heap(core: Lifespan) -> Lifespan:
+    """Once everything has started, move the start-up heap out of the garbage collector's way.
+
+    A worker holds some 120,000 long-lived objects from imports and start-up (FastAPI,
+    pydantic, SQLAlchemy, the clients). A full collection walks all of them, measured at
+    ~60 ms on a 2-core VM: a pause that every stream of the worker feels as a gap. Frozen
+    (``gc.freeze``), they are never walked again and a full collection sees only what was
+    made since.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with core(app) as state:
+            gc.collect()
+            gc.freeze()
+            try:
+                yield state
+            finally:
+                gc.unfreeze()
+
+    return lifespan
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings)
@@ -116,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="PLG-AI LLM API",
         version="0.1.0",
-        lifespan=with_observability(settings, with_security(settings, lifespan)),
+        lifespan=with_settled_heap(with_observability(settings, with_security(settings, lifespan))),
         docs_url="/docs" if settings.docs_on else None,
         redoc_url="/redoc" if settings.docs_on else None,
         openapi_url="/openapi.json" if settings.docs_on else None,
