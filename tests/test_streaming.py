@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 from starlette.types import Message
 
-from llm_api.streaming import PING, EventStream
+from llm_api.streaming import PING, EventStream, RelayedStream
 
 
-async def _serve(stream: EventStream, *, disconnect_after: float | None = None) -> list[bytes]:
+async def _serve(stream: RelayedStream, *, disconnect_after: float | None = None) -> list[bytes]:
     bodies: list[bytes] = []
     finished = asyncio.Event()
 
@@ -80,3 +81,40 @@ def test_media_type_and_headers() -> None:
     assert headers["x-accel-buffering"] == "no"
     assert headers["cache-control"] == "no-store"
     assert headers["x-session-id"] == "chat_x"
+
+
+async def test_a_cancellation_from_elsewhere_is_not_swallowed() -> None:
+    """Only the stream's own disconnect watcher ends it quietly; a shutdown's cancel goes on."""
+    closed = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                await asyncio.sleep(0.01)
+                yield b"data: {}\n\n"
+        finally:
+            closed.set()
+
+    serving = asyncio.create_task(_serve(RelayedStream(endless())))
+    await asyncio.sleep(0.05)
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+    assert closed.is_set()
+
+
+async def test_the_plain_relay_stream_ends_quietly_on_disconnect_and_closes_its_source() -> None:
+    closed = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                await asyncio.sleep(0.01)
+                yield b"data: {}\n\n"
+        finally:
+            closed.set()
+
+    bodies = await _serve(RelayedStream(endless()), disconnect_after=0.1)
+    assert closed.is_set()
+    assert bodies  # it streamed until the client left
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]

@@ -18,12 +18,47 @@ import asyncio
 from collections.abc import AsyncIterable, Mapping
 
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 PING = b": ping\n\n"
 
 
-class EventStream(StreamingResponse):
+class RelayedStream(StreamingResponse):
+    """A :class:`StreamingResponse` that watches for the client leaving with one plain task.
+
+    Starlette runs the stream and a disconnect listener in an anyio task group (uvicorn
+    speaks ASGI 2.3, whose ``send`` does not fail once the client is gone); the group, its
+    cancel scopes and its second task cost ~7 % of a short relayed request's CPU. Here the
+    listener is a bare asyncio task that cancels the stream when ``http.disconnect``
+    arrives: the body iterator is unwound as before, which closes the engine request.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None  # noqa: S101 - always inside a task under ASGI
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            streaming.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            # Our own cancellation ends the response quietly; anyone else's goes on.
+            if not gone or streaming.uncancel() > 0:
+                raise
+        finally:
+            watcher.cancel()
+        if self.background is not None:
+            await self.background()
+
+
+class EventStream(RelayedStream):
     """``text/event-stream`` of pre-encoded events (``data: …\\n\\n`` bytes)."""
 
     media_type = "text/event-stream"

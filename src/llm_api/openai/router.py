@@ -10,13 +10,14 @@ from typing import Annotated, cast
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from llm_api.errors import BadRequest, UnsupportedParameter, json_response
 from llm_api.observability.context import RequestRecord, current_request, request_id_from
 from llm_api.openai.schemas import ChatCompletionRequest
 from llm_api.openai.service import OpenAIRelay
+from llm_api.streaming import RelayedStream
 
 router = APIRouter(tags=["openai"])
 
@@ -57,11 +58,11 @@ async def chat_completions(request: Request, relay: OpenAIRelayDep) -> Response:
     if not body.stream:
         return json_response(200, await relay.complete(body, record))
     stream = await relay.open_stream(body, record)
-    # The engine's events are already SSE-encoded; Starlette's StreamingResponse passes them
-    # on with the least work per chunk (the relay's cost budget is tens of microseconds) and
-    # still cancels the generator, closing the engine request, when the client goes away.
+    # The engine's events are already SSE-encoded; a StreamingResponse passes them on with
+    # the least work per chunk (the relay's cost budget is tens of microseconds) and still
+    # cancels the generator, closing the engine request, when the client goes away.
     # No keep-alive comments: OpenAI streams carry none, and tokens arrive every few ms.
-    return StreamingResponse(
+    return RelayedStream(
         stream.events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
