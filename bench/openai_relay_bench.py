@@ -282,9 +282,34 @@ async def measure(
         },
         "gateway_cpu_us_per_chunk_from_stat_ticks": cpu["ticks"] / tick * 1e6 / cpu["chunks"],
         "gateway_chunks_relayed": cpu["chunks"],
+        # What waking an idle Python process costs here, whatever it then does: a bare
+        # uvloop loop that sleeps 20 ms at a time (the 1-stream pace) and does nothing else.
+        "idle_loop_cpu_us_per_wake": wake_floor_us(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "load_average_at_end": os.getloadavg(),
     }
+
+
+_WAKE_FLOOR = """
+import asyncio, os, uvloop
+def cpu():
+    tasks = os.listdir("/proc/self/task")
+    return sum(int(open(f"/proc/self/task/{t}/schedstat").read().split()[0]) for t in tasks)
+async def main():
+    start = cpu()
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+    print((cpu() - start) / 200 / 1e3)
+uvloop.run(main())
+"""
+
+
+def wake_floor_us() -> float:
+    """CPU per wake-up of an otherwise idle event loop, in its own process (µs)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _WAKE_FLOOR], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip())
 
 
 async def wait_up(session: aiohttp.ClientSession, url: str) -> None:
