@@ -59,18 +59,20 @@ async def test_a_silence_longer_than_the_interval_gets_a_ping_between_events() -
     ]
 
 
+async def _endless(closed: asyncio.Event) -> AsyncIterator[bytes]:
+    """Events every 10 ms until closed; ``closed`` is set when the consumer closes it."""
+    try:
+        while True:
+            await asyncio.sleep(0.01)
+            yield b"data: {}\n\n"
+    finally:
+        closed.set()
+
+
 async def test_a_disconnect_closes_the_event_source() -> None:
     closed = asyncio.Event()
 
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                await asyncio.sleep(0.01)
-                yield b"data: {}\n\n"
-        finally:
-            closed.set()
-
-    await _serve(EventStream(endless(), ping_seconds=0.1), disconnect_after=0.1)
+    await _serve(EventStream(_endless(closed), ping_seconds=0.1), disconnect_after=0.1)
     assert closed.is_set()
 
 
@@ -87,15 +89,7 @@ async def test_a_cancellation_from_elsewhere_is_not_swallowed() -> None:
     """Only the stream's own disconnect watcher ends it quietly; a shutdown's cancel goes on."""
     closed = asyncio.Event()
 
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                await asyncio.sleep(0.01)
-                yield b"data: {}\n\n"
-        finally:
-            closed.set()
-
-    serving = asyncio.create_task(_serve(RelayedStream(endless())))
+    serving = asyncio.create_task(_serve(RelayedStream(_endless(closed))))
     await asyncio.sleep(0.05)
     serving.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -106,15 +100,7 @@ async def test_a_cancellation_from_elsewhere_is_not_swallowed() -> None:
 async def test_the_plain_relay_stream_ends_quietly_on_disconnect_and_closes_its_source() -> None:
     closed = asyncio.Event()
 
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                await asyncio.sleep(0.01)
-                yield b"data: {}\n\n"
-        finally:
-            closed.set()
-
-    bodies = await _serve(RelayedStream(endless()), disconnect_after=0.1)
+    bodies = await _serve(RelayedStream(_endless(closed)), disconnect_after=0.1)
     assert closed.is_set()
     assert bodies  # it streamed until the client left
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
