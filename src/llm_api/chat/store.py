@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -59,7 +59,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.elements import BindParameter, TextClause
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, TextClause
 
 from llm_api.chat.sqlite_writer import Job, SqliteWriter
 from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
@@ -316,9 +317,9 @@ class SessionStore:
         # writer of their own on SQLite; the rest (migrations, deletes, renames, the rare
         # turn shapes) through SQLAlchemy, under the same lock.
         self._batched: SqliteWriter | None = None
-        if self._writer is not None and engine.url.database:
+        if self._writer is not None:
             self._batched = SqliteWriter(
-                engine.url.database,
+                str(engine.url.database),
                 busy_timeout=busy_timeout,
                 lock=self._writer,
                 configure=functools.partial(sqlite_pragmas, busy_timeout=busy_timeout),
@@ -416,15 +417,12 @@ class SessionStore:
         """
         if not renewals:
             return
+        rows = [{"b_pk": r.pk, "b_content": r.content, "b_until": until} for r in renewals]
         if self._batched is not None:
-            compiled = _compiled(_RENEW_LEASE_SQLITE, self.engine.dialect)
-            params = [
-                _params(compiled, {"pk": r.pk, "content": r.content, "until": until})
-                for r in renewals
-            ]
+            compiled = _compiled(_RENEW_LEASE, self.engine.dialect)
+            params = [_params(compiled, row) for row in rows]
             await self._batch(lambda c: c.executemany(compiled[0], params).close())
             return
-        rows = [{"b_pk": r.pk, "b_content": r.content, "b_until": until} for r in renewals]
         async with self._write() as conn:
             await conn.execute(_RENEW_LEASE, rows)
 
@@ -741,59 +739,41 @@ class SessionStore:
         ``token_counts`` caches the engine's counts of the session's earlier messages that
         the turn had to count (a cache only: it is written here, off the turn's first write).
         """
-        end = (
-            update(messages)
-            .where(messages.c.pk == pk)
-            .values(content=content, status=status, lease_until=None)
-        )
+        end = {"b_pk": pk, "b_content": content, "b_status": status}
+        counts = [
+            {"b_pk": key, "b_count": count, "b_reply": pk}
+            for key, count in (token_counts or {}).items()
+        ]
         if self._batched is not None:
-            finish = _compiled(_FINISH_SQLITE, self.engine.dialect)
-            finish_params = _params(finish, {"pk": pk, "content": content, "status": status})
-            counts = _compiled(_TOKEN_COUNTS_SQLITE, self.engine.dialect)
-            count_params = [
-                _params(counts, {"pk": key, "count": count, "reply": pk})
-                for key, count in (token_counts or {}).items()
-            ]
+            finish = _compiled(_FINISH, self.engine.dialect)
+            cache = _compiled(_CACHE_TOKEN_COUNTS, self.engine.dialect)
+            finish_params = _params(finish, end)
+            count_params = [_params(cache, row) for row in counts]
 
             def job(connection: sqlite3.Connection) -> None:
                 connection.execute(finish[0], finish_params)
                 if count_params:
-                    connection.executemany(counts[0], count_params)
+                    connection.executemany(cache[0], count_params)
 
             await self._batch(job)
             return
-        if not token_counts:  # the usual case: one statement, committed on its own
+        if not counts:  # the usual case: one statement, committed on its own
             async with self._autocommit() as conn:
-                await conn.execute(end)
+                await conn.execute(_FINISH, end)
             return
         async with self._write() as conn:
-            await conn.execute(end)
-            same_session = (
-                select(messages.c.session_pk).where(messages.c.pk == pk).scalar_subquery()
-            )
-            await conn.execute(
-                update(messages)
-                .where(messages.c.pk == bindparam("b_pk"), messages.c.session_pk == same_session)
-                .values(token_count=bindparam("b_count")),
-                [{"b_pk": key, "b_count": count} for key, count in token_counts.items()],
-            )
+            await conn.execute(_FINISH, end)
+            await conn.execute(_CACHE_TOKEN_COUNTS, counts)
 
     async def set_title_if_missing(self, owner: str, session_id: str, title: str) -> bool:
+        values = {"b_owner": owner, "b_session_id": session_id, "b_title": title}
         if self._batched is not None:
-            compiled = _compiled(_SET_TITLE_SQLITE, self.engine.dialect)
-            params = _params(compiled, {"owner": owner, "session_id": session_id, "title": title})
+            compiled = _compiled(_SET_TITLE, self.engine.dialect)
+            params = _params(compiled, values)
             changed = await self._batch(lambda c: c.execute(compiled[0], params).rowcount)
             return bool(changed)
         async with self._write() as conn:
-            result = await conn.execute(
-                update(sessions)
-                .where(
-                    sessions.c.owner == owner,
-                    sessions.c.id == session_id,
-                    sessions.c.title.is_(None),
-                )
-                .values(title=title)
-            )
+            result = await conn.execute(_SET_TITLE, values)
         return bool(result.rowcount)
 
     # --- browsing ---------------------------------------------------------------------------
@@ -928,28 +908,30 @@ def _append_statement(dialect: str, count: int) -> TextClause:
 
 
 _Processor = Callable[[Any], Any]
+_GIVEN = object()  # a parameter the caller supplies, as opposed to a literal in the statement
+_Compiled = tuple[str, tuple[tuple[str, _Processor | None, Any], ...]]
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(
-    statement: TextClause, dialect: Dialect
-) -> tuple[str, tuple[tuple[str, _Processor | None], ...]]:
+def _compiled(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     """The statement's SQL for a positional-parameter dialect, and its parameters in order,
-    each with the conversion its SQLAlchemy type applies (dates become text on SQLite)."""
-    compiled = statement.compile(dialect=dialect)
-    order = tuple(
-        (name, compiled.binds[name].type.bind_processor(dialect))
-        for name in compiled.positiontup or ()
-    )
-    return compiled.string, order
+    each with the conversion its SQLAlchemy type applies (dates become text on SQLite) and,
+    for a literal of the statement itself (``status == 'streaming'``), its value."""
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+    order = []
+    for name in compiled.positiontup or ():
+        bind = compiled.binds[name]
+        value = _GIVEN if bind.required else bind.effective_value
+        order.append((name, bind.type.bind_processor(dialect), value))
+    return compiled.string, tuple(order)
 
 
-def _params(
-    compiled: tuple[str, tuple[tuple[str, _Processor | None], ...]], values: dict[str, Any]
-) -> tuple[Any, ...]:
-    return tuple(
-        values[name] if convert is None else convert(values[name]) for name, convert in compiled[1]
-    )
+def _params(compiled: _Compiled, values: dict[str, Any]) -> tuple[Any, ...]:
+    out = []
+    for name, convert, literal in compiled[1]:
+        value = values[name] if literal is _GIVEN else literal
+        out.append(value if convert is None else convert(value))
+    return tuple(out)
 
 
 def _turn_values(
@@ -1009,36 +991,29 @@ _RENEW_LEASE = (
 )
 
 
-# The group-committed writes on SQLite, as SQL text for sqlite3 itself (see SqliteWriter).
-_FINISH_SQLITE = text(
-    "UPDATE messages SET content = :content, status = :status, lease_until = NULL WHERE pk = :pk"
-).bindparams(
-    bindparam("content", type_=Text()),
-    bindparam("status", type_=String()),
-    bindparam("pk", type_=Integer()),
+_FINISH = (
+    update(messages)
+    .where(messages.c.pk == bindparam("b_pk"))
+    .values(content=bindparam("b_content"), status=bindparam("b_status"), lease_until=None)
 )
-_TOKEN_COUNTS_SQLITE = text(
-    "UPDATE messages SET token_count = :count WHERE pk = :pk "
-    "AND session_pk = (SELECT session_pk FROM messages WHERE pk = :reply)"
-).bindparams(
-    bindparam("count", type_=Integer()),
-    bindparam("pk", type_=Integer()),
-    bindparam("reply", type_=Integer()),
+_reply = messages.alias("reply")
+_CACHE_TOKEN_COUNTS = (
+    update(messages)
+    .where(
+        messages.c.pk == bindparam("b_pk"),
+        messages.c.session_pk
+        == select(_reply.c.session_pk).where(_reply.c.pk == bindparam("b_reply")).scalar_subquery(),
+    )
+    .values(token_count=bindparam("b_count"))
 )
-_SET_TITLE_SQLITE = text(
-    "UPDATE sessions SET title = :title WHERE owner = :owner AND id = :session_id AND title IS NULL"
-).bindparams(
-    bindparam("title", type_=String()),
-    bindparam("owner", type_=String()),
-    bindparam("session_id", type_=String()),
-)
-_RENEW_LEASE_SQLITE = text(
-    "UPDATE messages SET lease_until = :until, content = coalesce(:content, content) "
-    "WHERE pk = :pk AND status = 'streaming'"
-).bindparams(
-    bindparam("until", type_=UTCDateTime()),
-    bindparam("content", type_=Text()),
-    bindparam("pk", type_=Integer()),
+_SET_TITLE = (
+    update(sessions)
+    .where(
+        sessions.c.owner == bindparam("b_owner"),
+        sessions.c.id == bindparam("b_session_id"),
+        sessions.c.title.is_(None),
+    )
+    .values(title=bindparam("b_title"))
 )
 
 
