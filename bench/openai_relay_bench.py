@@ -11,7 +11,14 @@ from other work on the machine hits both sides alike.
 * The gateway worker's CPU time (all its threads, from /proc/<pid>/task/*/schedstat, ns;
   /proc/<pid>/stat utime+stime as a cross-check), divided by the chunks it relayed.
 
-Run:  .venv/bin/python -m bench.openai_relay_bench [--rounds 3] [--single 40] [--json out.json]
+With ``--floor`` a third side joins the same interleaved run: a bare relay
+(bench/relay_floor.py: uvicorn, the same aiohttp client, no framework, no checks, no
+metrics), measured the same way. What it costs is what Python, uvicorn, aiohttp and the
+machine cost before the gateway does anything of its own; the gateway's figures are read
+against it.
+
+Run:  .venv/bin/python -m bench.openai_relay_bench [--rounds 3] [--single 40] [--floor]
+                                                    [--json out.json]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNKS = 64
+EVENTS = CHUNKS + 3  # the role chunk, the content chunks, the finish and the usage chunks
 DELAY = 0.02
 
 
@@ -92,6 +100,8 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes) -> S
                 max_gap = max(max_gap, now - last)
             last = now
             chunks += 1
+    if chunks != EVENTS:  # a relay that loses or adds events must not be timed
+        raise RuntimeError(f"{url} sent {chunks} events, not {EVENTS}")
     return Stream(first, chunks, max_gap)
 
 
@@ -114,6 +124,7 @@ class Target:
     name: str
     url: str
     body: bytes
+    pid: int | None = None  # a relay's worker process; None for the engine itself
 
 
 async def concurrent_round(
@@ -136,8 +147,21 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+GATEWAY_APP = "llm_api.app:create_app"
+FLOOR_APP = "bench.relay_floor:create_app"
+
+
+def start_relay(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--backlog", "2048"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    engine_port, gateway_port = free_port(), free_port()
+    engine_port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     env = {
         **os.environ,
@@ -151,42 +175,53 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "LLM_API_RATE_LIMIT_RPM": "10000000",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "bench.openai_relay_bench", "--serve-engine", str(engine_port)],
-        cwd=REPO,
-    )
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(gateway_port), "--log-level", "warning",
-         "--backlog", "2048"],
-        cwd=REPO, env=env,
-    )  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.openai_relay_bench", "--serve-engine", str(engine_port)],
+            cwd=REPO,
+        )
+    ]
     messages = [{"role": "user", "content": "שלום! ספר לי משהו."}]
-    direct = Target(
-        "direct",
-        f"http://127.0.0.1:{engine_port}/v1/chat/completions",
-        orjson.dumps(
-            {"model": "fake-model", "messages": messages, "stream": True, "max_tokens": 64,
-             "stream_options": {"include_usage": True}}
-        ),
-    )  # fmt: skip
-    through = Target(
-        "gateway",
-        f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-        orjson.dumps({"model": "default", "messages": messages, "stream": True, "max_tokens": 64}),
+    targets = [
+        Target(
+            "direct",
+            f"http://127.0.0.1:{engine_port}/v1/chat/completions",
+            orjson.dumps(
+                {
+                    "model": "fake-model",
+                    "messages": messages,
+                    "stream": True,
+                    "max_tokens": 64,
+                    "stream_options": {"include_usage": True},
+                }
+            ),
+        )
+    ]
+    relays = {"gateway": args.app} | ({"floor": FLOOR_APP} if args.floor else {})
+    body = orjson.dumps(
+        {"model": "default", "messages": messages, "stream": True, "max_tokens": 64}
     )
+    for name, app in relays.items():
+        port = free_port()
+        process = start_relay(app, port, env)
+        processes.append(process)
+        targets.append(
+            Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", body, process.pid)
+        )
     try:
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             await wait_up(session, f"http://127.0.0.1:{engine_port}/health")
-            await wait_up(session, f"http://127.0.0.1:{gateway_port}/ping")
-            for target in (direct, through):  # warm both paths (pools, model lookup)
+            for target in targets[1:]:
+                await wait_up(session, target.url.replace("/v1/chat/completions", "/ping"))
+            for target in targets:  # warm every path (pools, model lookup)
                 await asyncio.gather(*(one_stream(session, target.url, target.body)
                                        for _ in range(8)))  # fmt: skip
-            return await measure(session, args, direct, through, gateway.pid)
+            results = await measure(session, args, targets)
+            return {"app": args.app, **results}
     finally:
-        for process in (gateway, engine):
+        for process in reversed(processes):
             process.terminate()
             try:
                 process.wait(15)
@@ -194,38 +229,47 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 process.kill()
 
 
+@dataclass
+class Cpu:
+    """A relay worker's CPU time and the chunks it relayed, per scenario (streams)."""
+
+    ns: dict[int, int] = field(default_factory=dict)
+    ticks: int = 0
+    chunks: dict[int, int] = field(default_factory=dict)
+
+    def add(self, streams: int, ns: int, ticks: int, chunks: int) -> None:
+        self.ns[streams] = self.ns.get(streams, 0) + ns
+        self.chunks[streams] = self.chunks.get(streams, 0) + chunks
+        self.ticks += ticks
+
+
 async def measure(
-    session: aiohttp.ClientSession,
-    args: argparse.Namespace,
-    direct: Target,
-    through: Target,
-    gateway_pid: int,
+    session: aiohttp.ClientSession, args: argparse.Namespace, targets: list[Target]
 ) -> dict[str, Any]:
-    cpu = {"ns": 0, "ticks": 0, "chunks": 0}
-    # Per scenario too: at 1 stream every chunk wakes an idle process, which on this VM
-    # costs ~250 us of CPU by itself (the fake engine pays the same), so the mix matters.
-    by_streams: dict[int, list[int]] = {}
+    """Every scenario with the targets interleaved; figures for each relay against direct."""
+    cpu = {t.name: Cpu() for t in targets if t.pid is not None}
 
-    async def gateway_side(coro_factory: Any, side: Side, streams: int) -> None:
-        before_ns, before_ticks, before_chunks = (
-            cpu_ns(gateway_pid),
-            cpu_ticks(gateway_pid),
-            side.chunks,
+    async def timed(target: Target, side: Side, streams: int, work: Any) -> None:
+        if target.pid is None:
+            await work()
+            return
+        before = cpu_ns(target.pid), cpu_ticks(target.pid), side.chunks
+        await work()
+        cpu[target.name].add(
+            streams,
+            cpu_ns(target.pid) - before[0],
+            cpu_ticks(target.pid) - before[1],
+            side.chunks - before[2],
         )
-        await coro_factory()
-        spent, relayed = cpu_ns(gateway_pid) - before_ns, side.chunks - before_chunks
-        cpu["ns"] += spent
-        cpu["ticks"] += cpu_ticks(gateway_pid) - before_ticks
-        cpu["chunks"] += relayed
-        totals = by_streams.setdefault(streams, [0, 0])
-        totals[0] += spent
-        totals[1] += relayed
 
-    # 1 stream, one request at a time, alternating sides.
-    single = {"direct": Side(), "gateway": Side()}
+    def turns(i: int) -> list[Target]:
+        # Each request (1 stream) or round (64, 256) starts with the next target in turn.
+        return targets[i % len(targets) :] + targets[: i % len(targets)]
+
+    # 1 stream, one request at a time.
+    single = {t.name: Side() for t in targets}
     for i in range(args.single):
-        order = (direct, through) if i % 2 == 0 else (through, direct)
-        for target in order:
+        for target in turns(i):
             side = single[target.name]
 
             async def one(target: Target = target, side: Side = side) -> None:
@@ -233,17 +277,13 @@ async def measure(
                 side.ttfts.append(result.ttft)
                 side.chunks += result.chunks
 
-            if target is through:
-                await gateway_side(one, side, 1)
-            else:
-                await one()
+            await timed(target, side, 1, one)
 
     scenarios: dict[int, dict[str, Side]] = {}
     for streams in (64, 256):
-        sides = {"direct": Side(), "gateway": Side()}
+        sides = {t.name: Side() for t in targets}
         for r in range(args.rounds):
-            order = (direct, through) if r % 2 == 0 else (through, direct)
-            for target in order:
+            for target in turns(r):
                 side = sides[target.name]
 
                 async def round_(
@@ -251,37 +291,44 @@ async def measure(
                 ) -> None:
                     await concurrent_round(session, target, n, side)
 
-                if target is through:
-                    await gateway_side(round_, side, streams)
-                else:
-                    await round_()
+                await timed(target, side, streams, round_)
         scenarios[streams] = sides
 
     s64, s256 = scenarios[64], scenarios[256]
     tick = os.sysconf("SC_CLK_TCK")
+
+    def figures(name: str) -> dict[str, Any]:
+        used = cpu[name]
+        relayed = sum(used.chunks.values())
+        return {
+            "added_ttft_p50_ms_1_stream": (
+                pct(single[name].ttfts, 50) - pct(single["direct"].ttfts, 50)
+            )
+            * 1e3,
+            "added_ttft_p99_ms_64": (pct(s64[name].ttfts, 99) - pct(s64["direct"].ttfts, 99)) * 1e3,
+            "throughput_ratio_64": statistics.mean(s64[name].throughputs)
+            / statistics.mean(s64["direct"].throughputs),
+            "throughput_ratio_256": statistics.mean(s256[name].throughputs)
+            / statistics.mean(s256["direct"].throughputs),
+            "gateway_cpu_us_per_chunk": sum(used.ns.values()) / 1e3 / relayed,
+            "gateway_cpu_us_per_chunk_by_streams": {
+                str(n): used.ns[n] / 1e3 / used.chunks[n] for n in sorted(used.ns)
+            },
+            "gateway_cpu_us_per_chunk_from_stat_ticks": used.ticks / tick * 1e6 / relayed,
+            "gateway_chunks_relayed": relayed,
+        }
+
     return {
-        "single_stream_requests_per_side": args.single,
+        "single_stream_requests_per_side": len(single["direct"].ttfts),
         "rounds": args.rounds,
         "ttft_p50_ms_1_stream": {k: pct(v.ttfts, 50) * 1e3 for k, v in single.items()},
-        "added_ttft_p50_ms_1_stream": (
-            pct(single["gateway"].ttfts, 50) - pct(single["direct"].ttfts, 50)
-        )
-        * 1e3,
         "ttft_p99_ms_64": {k: pct(v.ttfts, 99) * 1e3 for k, v in s64.items()},
-        "added_ttft_p99_ms_64": (pct(s64["gateway"].ttfts, 99) - pct(s64["direct"].ttfts, 99))
-        * 1e3,
         "throughput_chunks_per_s_64": {k: statistics.mean(v.throughputs) for k, v in s64.items()},
-        "throughput_ratio_64": statistics.mean(s64["gateway"].throughputs)
-        / statistics.mean(s64["direct"].throughputs),
         "max_gap_ms_256": {k: max(v.max_gaps) * 1e3 for k, v in s256.items()},
-        "throughput_ratio_256": statistics.mean(s256["gateway"].throughputs)
-        / statistics.mean(s256["direct"].throughputs),
-        "gateway_cpu_us_per_chunk": cpu["ns"] / 1e3 / cpu["chunks"],
-        "gateway_cpu_us_per_chunk_by_streams": {
-            str(n): ns / 1e3 / chunks for n, (ns, chunks) in by_streams.items()
-        },
-        "gateway_cpu_us_per_chunk_from_stat_ticks": cpu["ticks"] / tick * 1e6 / cpu["chunks"],
-        "gateway_chunks_relayed": cpu["chunks"],
+        **figures("gateway"),
+        # The same figures for the bare relay (--floor): what Python, uvicorn, aiohttp and
+        # this machine cost before the gateway does anything of its own.
+        **({"floor": figures("floor")} if "floor" in cpu else {}),
         # What waking an idle Python process costs here, whatever it then does: a bare
         # uvloop loop that sleeps 20 ms at a time (the 1-stream pace) and does nothing else.
         "idle_loop_cpu_us_per_wake": wake_floor_us(),
@@ -338,6 +385,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--single", type=int, default=40)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--app", default=GATEWAY_APP, help="the gateway's app factory")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help=f"also measure a bare relay ({FLOOR_APP}), interleaved with the others",
+    )
     args = parser.parse_args()
     if args.serve_engine:
         asyncio.run(serve_engine(args.serve_engine))
