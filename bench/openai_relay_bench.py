@@ -319,7 +319,7 @@ async def measure(
         }
 
     return {
-        "single_stream_requests_per_side": len(single["direct"].ttfts),
+        "single_stream_requests_per_side": args.single,
         "rounds": args.rounds,
         "ttft_p50_ms_1_stream": {k: pct(v.ttfts, 50) * 1e3 for k, v in single.items()},
         "ttft_p99_ms_64": {k: pct(v.ttfts, 99) * 1e3 for k, v in s64.items()},

@@ -5,9 +5,9 @@ logs: it reads the body, points it at the engine's model, asks for usage, opens 
 stream with the same client the gateway uses (aiohttp, one pooled session) and passes every
 byte on as it arrives. Nothing a real gateway needs is here; it exists so that the relay
 benchmark can say what part of the gateway's cost is the gateway and what part is Python,
-uvicorn, aiohttp and the machine:
+uvicorn, aiohttp and the machine, measured in the same interleaved run as the gateway:
 
-    .venv/bin/python -m bench.openai_relay_bench --app bench.relay_floor:create_app
+    .venv/bin/python -m bench.openai_relay_bench --floor
 
 Not for serving anything.
 """
