@@ -3,7 +3,7 @@
 One :class:`EngineClient` lives for the whole app (built in the lifespan). It owns an
 aiohttp session with explicit pool limits and timeouts, and turns every transport or
 protocol failure into a domain error from :mod:`llm_api.errors`. aiohttp + orjson was
-chosen over httpx after measuring the relay cost per streamed chunk (docs/benchmarks.md).
+chosen over httpx after measuring the relay cost per streamed chunk (docs/chat-benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The load simulator behind ``llm-api bench``: simulated people, figures, plots, a report."""
