@@ -113,7 +113,11 @@ async def test_duplicate_resend_is_answered_from_the_store(
         response, events = await chat(http, [user(HEBREW_1)], session_id)
         assert response.status_code == 200
         assert [e for e in events if e["type"] == "content"] == [
-            {"type": "content", "content": "אחת שתיים"}
+            {
+                "type": "content",
+                "content": "אחת שתיים",
+                "choices": [{"index": 0, "delta": {"content": "אחת שתיים"}}],
+            }
         ]
         assert events[-1]["type"] == "done"
     assert len(fake_engine.state.requests) == calls  # no new engine call

@@ -56,7 +56,28 @@ async def test_given_session_id_is_kept(client: httpx.AsyncClient) -> None:
         "session_id": session_id,
         "finish_reason": "stop",
         "truncated_messages": 0,  # present in every done event, 0 when nothing was left out
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
     }
+
+
+async def test_every_content_event_reads_in_both_dialects(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.state.chunks = ["שלום", ' "עולם"\n', " 👋"]
+    response, events = await stream_events(
+        client, {"messages": [{"role": "user", "content": HEBREW}], "stream": True}
+    )
+    assert response.status_code == 200
+    contents = [e for e in events if e["type"] == "content"]
+    # The seed's reader: ``content``; the original web client: ``choices[0].delta.content``.
+    assert [e["content"] for e in contents] == ["שלום", ' "עולם"\n', " 👋"]
+    assert [e["choices"][0]["delta"]["content"] for e in contents] == [
+        "שלום",
+        ' "עולם"\n',
+        " 👋",
+    ]
+    assert events[-1]["choices"][0]["delta"] == {}
+    assert "content" not in events[-1]["choices"][0]["delta"]
 
 
 async def test_prompt_gets_system_prompt_in_detected_language(

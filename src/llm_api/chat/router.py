@@ -59,11 +59,29 @@ def _data(event: dict[str, object]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
+def content_event(text: str) -> bytes:
+    """One content event both dialects read: the seed's ``{"type":"content","content"}``
+    and an OpenAI chunk's ``choices[0].delta.content`` (what the original web client reads).
+
+    The text is encoded once and spliced in twice: no second ``dumps`` per chunk.
+    """
+    encoded = orjson.dumps(text)
+    return b"".join(
+        (
+            b'data: {"type":"content","content":',
+            encoded,
+            b',"choices":[{"index":0,"delta":{"content":',
+            encoded,
+            b"}}]}\n\n",
+        )
+    )
+
+
 async def _events(reply: ChatReply) -> AsyncIterator[bytes]:
     """Content events, then exactly one ``done`` or one ``error`` event."""
     try:
         async for text in reply.deltas:
-            yield _data({"type": "content", "content": text})
+            yield content_event(text)
         note_usage(reply.outcome.usage)
     except (GeneratorExit, asyncio.CancelledError):
         # The client went away mid-stream; unwinding closes the engine request.
@@ -72,15 +90,30 @@ async def _events(reply: ChatReply) -> AsyncIterator[bytes]:
     except ApiError as exc:
         note_api_error(exc, in_stream=True)
         log.warning("chat stream failed after start: %s", exc.type)
-        yield _data({"type": "error", "error": exc.message, "retryable": exc.retryable})
+        # ``error`` is a string: the seed's clients read it as such, and the original web
+        # client shows any line that has an ``error``. The body then ends, which that
+        # client takes as the end of the stream.
+        yield _data(
+            {
+                "type": "error",
+                "error": exc.message,
+                "retryable": exc.retryable,
+                "code": exc.code,
+            }
+        )
         return
+    finish_reason = reply.outcome.finish_reason
     yield _data(
         {
             "type": "done",
             "session_id": reply.session_id,
-            "finish_reason": reply.outcome.finish_reason,
+            "finish_reason": finish_reason,
             # Always present (0 when nothing was left out), so clients need no default.
             "truncated_messages": reply.truncated_messages,
+            # An OpenAI reader finds an empty final delta, as in the last chunk of a
+            # /v1 stream; the end of the body then ends its read (no ``[DONE]`` line,
+            # which a seed client would fail to parse as JSON).
+            "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}],
         }
     )
 
