@@ -42,7 +42,8 @@ class FakeEngineState:
     healthy: bool = True
     flavor: Flavor = "llamacpp"
     model_id: str = "fake-model"
-    max_model_len: int = 4096
+    max_model_len: int = 4096  # per request: vLLM's max_model_len, llama-server's slot n_ctx
+    supports_tools: bool = False  # llama-server's /props chat_template_caps (no --jinja)
     finish_reason: str = "stop"
     # Non-streaming answers, served in order; the last one repeats.
     replies: deque[str] = field(default_factory=deque)
@@ -95,6 +96,7 @@ class FakeEngine:
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_get("/props", self._props)
         self.app.router.add_post("/tokenize", self._tokenize)
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -223,8 +225,32 @@ class FakeEngine:
             )
         return web.Response(text=text, content_type="text/plain")
 
+    async def _props(self, _: web.Request) -> web.Response:
+        s = self.state
+        if s.flavor != "llamacpp":
+            return web.json_response({"detail": "Not Found"}, status=404)  # vLLM has none
+        return web.json_response(
+            {
+                "total_slots": 4,
+                "default_generation_settings": {"n_ctx": s.max_model_len},
+                "chat_template_caps": {"supports_tools": s.supports_tools},
+            }
+        )
+
     async def _models(self, _: web.Request) -> web.Response:
         s = self.state
+        if s.flavor == "llamacpp":
+            # llama-server's shape: no max_model_len; meta.n_ctx is a slot's context (-c
+            # divided by -np), n_ctx_train the model's (which a request cannot use).
+            meta = {"n_ctx": s.max_model_len, "n_ctx_train": 32768}
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": s.model_id, "object": "model", "owned_by": "llamacpp", "meta": meta}
+                    ],
+                }
+            )
         return web.json_response(
             {
                 "object": "list",

@@ -198,8 +198,8 @@ class EngineRejected(EngineError):
 
     type = "engine_rejected"
 
-    def __init__(self, message: str, *, upstream_status: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, upstream_status: int, param: str | None = None) -> None:
+        super().__init__(message, param=param)
         # A 400 from the engine is the caller's fault, reported as such; other 4xx
         # (404 unknown model, 413) keep their meaning.
         self.upstream_status = upstream_status if 400 <= upstream_status < 500 else 400

@@ -99,6 +99,31 @@ async def test_models_lists_the_served_model(sdk: openai.AsyncOpenAI) -> None:
     assert page.data[0].object == "model"
 
 
+async def test_models_gives_the_context_one_request_can_use(v1: str) -> None:
+    # llama-server's /v1/models names the model's training length (32,768) and, in meta.n_ctx,
+    # what one slot holds (-c split across -np): a request is refused above the latter.
+    async with httpx.AsyncClient(base_url=v1) as http:
+        listed = (await http.get("/v1/models")).json()
+    assert listed["data"][0]["max_model_len"] == 4096
+
+
+async def test_tools_on_an_engine_without_tool_support_is_400_not_retryable(
+    v1: str, fake_engine: FakeEngine
+) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    async with openai.AsyncOpenAI(base_url=v1 + "/v1", api_key="unused", max_retries=3) as sdk:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await sdk.chat.completions.create(
+                model="default",
+                messages=[{"role": "user", "content": "מה מזג האוויר?"}],
+                tools=tools,  # type: ignore[arg-type]  # a plain dict, as a caller writes it
+            )
+    assert caught.value.code == "engine_rejected"
+    assert caught.value.param == "tools"
+    assert "without 'tools'" in caught.value.message
+    assert fake_engine.state.requests == []  # refused once, never retried, engine not called
+
+
 async def test_unknown_model_is_404_in_openai_envelope(
     sdk: openai.AsyncOpenAI, v1: str, fake_engine: FakeEngine
 ) -> None:
@@ -174,6 +199,7 @@ async def test_malformed_json_is_400(v1: str, fake_engine: FakeEngine) -> None:
 
 
 async def test_response_format_and_tools_pass_through(v1: str, fake_engine: FakeEngine) -> None:
+    fake_engine.state.supports_tools = True  # llama-server with --jinja and a tool template
     schema = {
         "type": "object",
         "properties": {"city": {"type": "string"}},

@@ -44,7 +44,13 @@ class EngineLimits:
 class ModelInfo:
     id: str
     owned_by: str
+    # The longest context one request can use (prompt + completion): vLLM's
+    # ``max_model_len``; llama-server's per-slot ``n_ctx`` (its ``-c`` split across ``-np``
+    # slots), never the model's training length.
     max_model_len: int | None
+    # Whether the engine accepts ``tools``: False when it says it does not (llama-server's
+    # chat template capabilities), None when it does not say (vLLM: it decides per request).
+    supports_tools: bool | None = None
 
 
 class EngineClient:
@@ -230,7 +236,10 @@ class EngineClient:
         found = []
         for item in data.get("data") or []:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
-                max_len = item.get("max_model_len") or (item.get("meta") or {}).get("n_ctx_train")
+                # llama-server's meta: n_ctx is what a slot holds, n_ctx_train what the model
+                # was trained for (32,768 for Gemma 3 270M, which a request cannot use).
+                meta = item.get("meta") or {}
+                max_len = item.get("max_model_len") or meta.get("n_ctx") or meta.get("n_ctx_train")
                 found.append(
                     ModelInfo(
                         id=item["id"],
@@ -239,6 +248,24 @@ class EngineClient:
                     )
                 )
         return found
+
+    async def tool_support(self) -> bool | None:
+        """llama-server's ``/props`` says whether its chat template takes tools; other
+        engines have no ``/props`` (None: unknown, they decide per request)."""
+        try:
+            async with self.session.get(
+                self.base_url + "/props",
+                timeout=aiohttp.ClientTimeout(total=self.limits.health_timeout),
+            ) as response:
+                if response.status != 200:
+                    return None
+                data = await self._read_json(response)
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+        caps = data.get("chat_template_caps")
+        if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
+            return bool(caps["supports_tools"])
+        return None
 
     # --- plumbing -----------------------------------------------------------------------
     async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:

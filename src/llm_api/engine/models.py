@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from llm_api.engine.client import EngineClient, ModelInfo
 from llm_api.errors import EngineBadResponse
@@ -25,7 +26,9 @@ class ModelCatalog:
                     if not models:
                         raise EngineBadResponse("the inference engine serves no model")
                     wanted = [m for m in models if m.id == self._configured]
-                    self._served = wanted[0] if wanted else models[0]
+                    served = wanted[0] if wanted else models[0]
+                    tools = await self._engine.tool_support()
+                    self._served = replace(served, supports_tools=tools)
         return self._served
 
     async def model_id(self) -> str:

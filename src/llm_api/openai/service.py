@@ -24,6 +24,7 @@ from llm_api.errors import (
     ApiError,
     BadRequest,
     EngineBadResponse,
+    EngineRejected,
     ModelNotFound,
     error_body,
     note_api_error,
@@ -82,6 +83,16 @@ class OpenAIRelay:
                 f"The requested model does not exist; this server serves "
                 f"'{served.id}' (also reachable as '{DEFAULT_MODEL_ALIAS}')",
                 param="model",
+            )
+        if request.tools and served.supports_tools is False:
+            # llama-server answers this with a 500 ("tools param requires --jinja flag"),
+            # which OpenAI clients retry; the engine's own capabilities say it beforehand.
+            raise EngineRejected(
+                "the inference engine serving this model does not support tools; send the "
+                "request without 'tools' (llama-server needs --jinja and a chat template "
+                "that takes tools)",
+                upstream_status=400,
+                param="tools",
             )
         max_tokens = request.requested_max_tokens or self._limits.default_max_tokens
         if max_tokens > self._limits.max_tokens_cap:
