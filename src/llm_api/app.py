@@ -39,6 +39,10 @@ from llm_api.observability.service import observability
 from llm_api.observability.tracing import FASTAPI_NATIVE_TELEMETRY, install_tracing
 from llm_api.openai.router import router as openai_router
 from llm_api.openai.service import OpenAIRelay, RelayLimits
+from llm_api.people.admin_router import router as people_admin_router
+from llm_api.people.router import proxied as auth_proxied_router
+from llm_api.people.router import public as auth_public_router
+from llm_api.people.router import signed_in as auth_signed_in_router
 from llm_api.settings import Settings, load_settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
@@ -163,7 +167,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router, dependencies=[Depends(health_access)])
     app.include_router(sessions_router, dependencies=guard("chat"), responses=guarded)
     app.include_router(email_router, dependencies=guard("email", slot=True), responses=guarded)
+    app.include_router(auth_public_router)
+    app.include_router(auth_proxied_router)
+    app.include_router(auth_signed_in_router)
     admin = guard("admin")
+    app.include_router(people_admin_router, dependencies=admin, responses=guarded)
     app.include_router(observability_router, dependencies=admin, responses=guarded)
     if settings.metrics_public:  # LLM_API_METRICS_PUBLIC: scrapers without a key, /metrics only
         app.include_router(prometheus_router)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from llm_api.auth.cli import add_key_commands, run_keys
 from llm_api.email.batch import add_emails_parser, run_emails_command
 from llm_api.loadsim.command import add_bench_parser, run_bench
+from llm_api.people.cli import add_user_commands, run_users
 from llm_api.settings import SettingsError, load_settings
 from llm_api.supervisor import Mode, Supervisor
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_emails_parser(commands)
     add_key_commands(commands)
     add_bench_parser(commands)
+    add_user_commands(commands)
     return parser
 
 
@@ -41,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Supervisor(settings, Mode(args.mode)).run()
     if args.command == "keys":
         return run_keys(args, settings)
+    if args.command == "users":
+        return run_users(args, settings)
     if args.command == "emails":
         return run_emails_command(args, settings)
     if args.command == "bench":

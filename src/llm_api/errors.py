@@ -8,8 +8,11 @@
     │   └── BadRequest                 400   invalid_request_error (OpenAI's status, /v1)
     │       └── UnsupportedParameter   400   code: unsupported_parameter
     ├── Unauthorized                   401   authentication_error (missing/unknown/revoked key)
+    │   └── InvalidCredentials         401   code: invalid_credentials (sign-in refused)
     ├── Forbidden                      403   permission_error     (key lacks the scope)
+    │   └── CsrfRejected               403   code: csrf_failed (cookie write without token/origin)
     ├── RateLimited                    429   rate_limit_exceeded  (Retry-After: seconds)
+    │   └── TooManyAttempts            429   code: too_many_attempts (sign-in brute force)
     ├── Overloaded                     503   server_overloaded    (Retry-After: seconds)
     ├── PayloadTooLarge                413   payload_too_large
     ├── NotFound                       404   not_found_error
@@ -78,9 +81,25 @@ class Unauthorized(ApiError):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class InvalidCredentials(Unauthorized):
+    """A sign-in refused: one message for an unknown user, a wrong password, a disabled one."""
+
+    @property
+    def code(self) -> str:
+        return "invalid_credentials"
+
+
 class Forbidden(ApiError):
     status = 403
     type = "permission_error"
+
+
+class CsrfRejected(Forbidden):
+    """A cookie-authenticated write from another origin or without the session's token."""
+
+    @property
+    def code(self) -> str:
+        return "csrf_failed"
 
 
 class RateLimited(ApiError):
@@ -97,6 +116,14 @@ class RateLimited(ApiError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyAttempts(RateLimited):
+    """Too many sign-in attempts for this username or from this address."""
+
+    @property
+    def code(self) -> str:
+        return "too_many_attempts"
 
 
 class Overloaded(RateLimited):

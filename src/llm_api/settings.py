@@ -175,7 +175,57 @@ class Settings(BaseSettings):
         default_factory=lambda: ["*"], description="Host headers accepted (TrustedHost)."
     )
 
-    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    # --- people: sign-in, browser sessions ----------------------------------------------
+    local_login: bool = Field(default=True, description="Sign-in with local passwords.")
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    argon2_time_cost: int = Field(default=3, ge=1, description="Argon2id iterations.")
+    argon2_memory_kib: int = Field(default=65536, ge=8192, description="Argon2id memory (KiB).")
+    argon2_parallelism: int = Field(default=1, ge=1)
+    ldap_url: str | None = Field(
+        default=None, description="ldap://host:389 or ldaps://host:636; unset: no LDAP sign-in."
+    )
+    ldap_start_tls: bool = Field(default=False, description="StartTLS on an ldap:// URL.")
+    ldap_ca_file: Path | None = Field(default=None, description="CA bundle for LDAPS/StartTLS.")
+    ldap_tls_verify: bool = Field(default=True, description="Verify the directory's certificate.")
+    ldap_bind_dn: str | None = Field(default=None, description="Service account for the search.")
+    ldap_bind_password: str | None = None
+    ldap_user_base: str = Field(default="", description="Search base for people.")
+    ldap_user_filter: str = Field(
+        default="(uid={username})",
+        description="{username} is replaced, escaped; AD: (sAMAccountName={username}).",
+    )
+    ldap_display_name_attr: str = "cn"
+    ldap_email_attr: str = "mail"
+    ldap_group_attr: str = Field(
+        default="memberOf", description="Attribute of the user listing its groups' DNs."
+    )
+    ldap_group_base: str | None = Field(
+        default=None,
+        description="If set, groups are searched here by (member=<user dn>) instead.",
+    )
+    ldap_admin_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Group DNs or names whose members are admins."
+    )
+    ldap_timeout: float = Field(default=5.0, gt=0)
+    proxy_user_header: str | None = Field(
+        default=None, description="Header an SSO proxy puts the user in (X-Forwarded-User)."
+    )
+    proxy_email_header: str | None = None
+    proxy_groups_header: str | None = None
+    proxy_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses/networks the proxy header is taken from."
+    )
+    session_idle_minutes: float = Field(default=120.0, gt=0)
+    session_absolute_hours: float = Field(default=24.0, gt=0)
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure cookie; default: when the request came over HTTPS."
+    )
+    login_attempts_per_user: int = Field(default=10, ge=1, description="Per 15 minutes.")
+    login_attempts_per_address: int = Field(default=50, ge=1, description="Per 15 minutes.")
+
+    @field_validator(
+        "cors_origins", "trusted_hosts", "ldap_admin_groups", "proxy_addresses", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         # "a, b" in the environment; a list when given in code.

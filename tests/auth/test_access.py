@@ -19,6 +19,9 @@ from tests.sse import parse_events
 HEBREW = "שלום, מה שלומך היום?"
 CHAT = {"messages": [{"role": "user", "content": HEBREW}]}
 ALLOWLIST = {"/ping", "/api/health"}
+# Who may call each route that is not a key-scope route: anyone, or a browser session.
+PUBLIC = {"/api/auth/methods", "/api/auth/login", "/api/auth/me"}
+SIGNED_IN = {"/api/auth/logout"}
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
@@ -59,6 +62,12 @@ def test_every_route_is_protected_or_allowlisted(fake_engine: FakeEngine) -> Non
                 assert path in docs, f"{path} is neither protected nor allowlisted ({mode})"
             elif path in ALLOWLIST:
                 assert guards == {"any"}, path  # health_access decides
+            elif path in PUBLIC:
+                assert guards == {"public"}, path
+            elif path in SIGNED_IN:
+                assert guards == {"signed_in"}, path
+            elif path.startswith("/api/admin/"):
+                assert guards == {"admin"}, path
             else:
                 assert guards & {"chat", "email", "admin"}, f"{path} has no scope check"
         assert {"/api/chat/stream", "/api/sessions", "/metrics", "/v1/models"} <= seen
@@ -74,10 +83,13 @@ async def test_every_schema_operation_answers_401_without_a_key(
         concrete = re.sub(r"\{[^}]+\}", "chat_abcdefghijkl", path)
         for method in operations:
             response = await http.request(method.upper(), concrete, json={})
-            expected = 200 if path in ALLOWLIST else 401
+            # /api/auth/login answers 422 to an empty body before any credential is seen.
+            expected = {"/api/auth/methods": 200, "/api/auth/login": 422}.get(
+                path, 200 if path in ALLOWLIST else 401
+            )
             assert response.status_code == expected, (method, path, response.text)
             checked += 1
-    assert checked >= 14
+    assert checked >= 30
     assert [r for r in fake_engine.state.requests if "messages" in r] == []
 
 

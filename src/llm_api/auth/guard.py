@@ -16,6 +16,7 @@ longer sees back into the OpenAPI schema.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
@@ -28,21 +29,30 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from llm_api.auth.keys import SCOPES, ApiKey, KeyStore
 from llm_api.auth.limits import Gate, KeyLimits, message_limit_error
 from llm_api.chat.store import DEFAULT_OWNER
-from llm_api.errors import BadRequest, Forbidden, InvalidRequest, Unauthorized
+from llm_api.errors import BadRequest, CsrfRejected, Forbidden, InvalidRequest, Unauthorized
 from llm_api.observability.context import current_request
+from llm_api.people.service import TOUCH_EVERY, People
+from llm_api.people.store import BrowserSession
 from llm_api.settings import Settings
 
+SESSION_COOKIE = "llm_api_session"
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer plg_…")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: plg_…")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: a key's name (which owns its conversations) and scopes."""
+    """The caller: a key's name or a signed-in user's username (which owns the
+    conversations) and scopes; ``session`` is set when a browser session cookie was used."""
 
     name: str
     scopes: frozenset[str]
-    key: ApiKey | None = None  # None while LLM_API_AUTH=disabled
+    key: ApiKey | None = None  # None while LLM_API_AUTH=disabled, and for browser sessions
+    session: BrowserSession | None = None
+
+
+ROLE_SCOPES = {"admin": frozenset(SCOPES), "member": frozenset(("chat", "email"))}
+_UNSAFE = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
 OPEN_ACCESS = Principal(DEFAULT_OWNER, frozenset(SCOPES))
@@ -56,11 +66,63 @@ def _presented(bearer: HTTPAuthorizationCredentials | None, header: str | None) 
     return from_bearer or header
 
 
+async def _from_cookie(request: Request, token: str) -> Principal | None:
+    people = cast(People, request.state.people)
+    session = await people.store.resolve_session(token, idle=people.idle, touch_every=TOUCH_EVERY)
+    if session is None:
+        return None
+    user = session.user
+    if people.trusted_proxy(client_address(request)):
+        # Behind the SSO proxy the cookie must still be the person the proxy names.
+        named = request.headers.get(people.settings.proxy_user_header or "")
+        if named and named != user.username:
+            return None
+    if request.method in _UNSAFE:
+        check_csrf(request, session.csrf_token)
+    record = current_request()
+    if record is not None:
+        record.key_name = f"user:{user.username}"
+    return Principal(user.username, ROLE_SCOPES.get(user.role, frozenset()), None, session)
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def check_origin(request: Request) -> None:
+    """An ``Origin`` header, when sent, must be this site's or a configured CORS origin."""
+    settings = cast(Settings, request.app.state.settings)
+    origin = request.headers.get("origin")
+    if origin is not None:
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != own and origin not in settings.cors_origins:
+            raise CsrfRejected("cross-origin write refused: the Origin is not this site's")
+
+
+def check_csrf(request: Request, expected: str) -> None:
+    """A cookie-authenticated write must come from our own origin (or a configured CORS
+    origin) and carry the session's token in ``X-CSRF-Token``."""
+    check_origin(request)
+    sent = request.headers.get("x-csrf-token", "")
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfRejected(
+            "a write signed in by cookie needs the X-CSRF-Token header from /api/auth/me"
+        )
+
+
 async def authenticate(request: Request) -> Principal:
     settings = cast(Settings, request.app.state.settings)
+    bearer, header = await _bearer(request), await _header(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and bearer is None and header is None:
+        principal = await _from_cookie(request, cookie)
+        if principal is not None:
+            return principal
+        if settings.auth_required:
+            raise Unauthorized("your session has ended; sign in again")
     if not settings.auth_required:
         return OPEN_ACCESS
-    raw = _presented(await _bearer(request), await _header(request))
+    raw = _presented(bearer, header)
     keys = cast(KeyStore, request.state.key_store)
     key = await keys.verify(raw) if raw else None
     if key is None:
@@ -74,6 +136,26 @@ async def authenticate(request: Request) -> Principal:
     limits = cast(KeyLimits, request.state.key_limits)
     await limits.check_rate(key.name, key.rpm or settings.rate_limit_rpm)
     return Principal(key.name, key.scopes, key)
+
+
+class SignedInGuard:
+    """A person signed in through a browser session (API keys are not people here)."""
+
+    required_scope = "signed_in"  # read by the route audit test
+
+    async def __call__(self, request: Request) -> None:
+        token = request.cookies.get(SESSION_COOKIE)
+        principal = await _from_cookie(request, token) if token else None
+        if principal is None:
+            raise Unauthorized("sign in first: POST /api/auth/login")
+        request.scope[PRINCIPAL] = principal
+
+
+async def public_access(request: Request) -> None:
+    """Anyone may call these routes (sign-in and its methods)."""
+
+
+public_access.required_scope = "public"  # type: ignore[attr-defined]  # read by the route audit
 
 
 PRINCIPAL = "llm_api.principal"
@@ -94,7 +176,8 @@ class Guard:
     async def __call__(self, request: Request) -> None:
         principal = await authenticate(request)
         if self.required_scope not in principal.scopes:
-            raise Forbidden(f"this API key lacks the '{self.required_scope}' scope")
+            who = "your account" if principal.session is not None else "this API key"
+            raise Forbidden(f"{who} lacks the '{self.required_scope}' scope")
         request.scope[PRINCIPAL] = principal
         if request.method != "POST":
             return

@@ -21,6 +21,8 @@ from llm_api.auth.limits import (
     SharedEngineGate,
     open_counters,
 )
+from llm_api.people.service import People
+from llm_api.people.store import PeopleStore
 from llm_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,18 +55,21 @@ def with_security(settings: Settings, core: Lifespan) -> Lifespan:
         async with core(app) as state:
             counters = open_counters(settings.redis_url)
             keys = KeyStore(state["session_store"].engine)
+            people = People(settings, PeopleStore(state["session_store"].engine))
             if not settings.auth_required:
                 log.warning("API keys are not checked (LLM_API_AUTH=disabled)")
             try:
                 yield {
                     **state,
                     "key_store": keys,
+                    "people": people,
                     "key_limits": KeyLimits(
                         counters, stream_ttl=int(settings.request_timeout) + 60
                     ),
                     "engine_gate": engine_gate(settings, counters),
                 }
             finally:
+                await people.close()
                 await counters.close()
 
     return lifespan
@@ -110,7 +115,13 @@ def install_security_middleware(app: FastAPI, settings: Settings) -> None:
             # Never "*" together with credentials: a wildcard list gets no credentials.
             allow_credentials=not wildcard,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "X-Request-ID",
+                "X-CSRF-Token",
+            ],
             expose_headers=["X-Session-ID", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(SecurityHeaders)

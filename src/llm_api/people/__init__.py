@@ -1,0 +1,1 @@
+"""People: accounts, sign-in (local, LDAP, SSO proxy), browser sessions, groups, audit."""
