@@ -41,14 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return Supervisor(settings, Mode(args.mode)).run()
-    if args.command == "keys":
-        return run_keys(args, settings)
-    if args.command == "users":
-        return run_users(args, settings)
-    if args.command == "emails":
-        return run_emails_command(args, settings)
-    if args.command == "bench":
-        return run_bench(args, settings)
+    commands = {
+        "keys": run_keys,
+        "users": run_users,
+        "emails": run_emails_command,
+        "bench": run_bench,
+    }
+    if args.command in commands:
+        return commands[args.command](args, settings)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 
