@@ -439,3 +439,29 @@ async def test_client_gone_before_the_first_token_leaves_no_streaming_reply(
     fake_engine.state.first_chunk_delay, fake_engine.state.chunk_delay = 0, 0
     _, events = await chat(http, [user(HEBREW_2)], session_id)
     assert events[-1]["type"] == "done"
+
+
+async def test_search_folds_niqqud_final_letters_and_case(
+    http: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.state.chunks = ["תשובה"]
+    await chat(http, [user("ספר לי על קְרוֹקוֹדִילִים בירוחם")], "chat_search_niqqud")
+    await chat(http, [user("Notes for the Zanzibar BUDGET review")], "chat_search_english")
+    await chat(http, [user("מה השעה עכשיו?")], "chat_search_other")
+    await http.patch("/api/sessions/chat_search_other", json={"title": "תכנון חופשה בגלבוע"})
+
+    async def found(q: str) -> list[str]:
+        response = await http.get("/api/sessions", params={"q": q})
+        assert response.status_code == 200
+        return [s["session_id"] for s in response.json()["sessions"]]
+
+    # Stored with niqqud, searched without, and the other way round.
+    assert await found("קרוקודיל") == ["chat_search_niqqud"]
+    assert await found("בִּירוּחָם") == ["chat_search_niqqud"]
+    # A final letter typed mid-word (as when the word is cut) still matches.
+    assert await found("ירוחמ") == ["chat_search_niqqud"]
+    assert await found("zanzibar budget") == ["chat_search_english"]
+    # Titles are searched too; LIKE wildcards in the query are literal.
+    assert await found("חופשה בגלבוע") == ["chat_search_other"]
+    assert await found("%_%zanzibar") == []
+    assert {"chat_search_niqqud", "chat_search_other"} <= set(await found(""))

@@ -27,8 +27,16 @@ async def list_sessions(
     owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Full-text search over your titles and messages; Hebrew points "
+            "(niqqud), final letters and English case do not matter",
+        ),
+    ] = None,
 ) -> SessionList:
-    page = await store.list_sessions(owner, limit=limit, before=before)
+    page = await store.list_sessions(owner, limit=limit, before=before, q=q)
     return SessionList(
         sessions=[export.summary(info) for info in page.sessions], next=page.next_cursor
     )

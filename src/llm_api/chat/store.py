@@ -62,6 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ClauseElement, TextClause
 
+from llm_api.chat import search
 from llm_api.chat.sqlite_writer import Job, SqliteWriter
 from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
 
@@ -266,6 +267,7 @@ def configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
         # Transactions are begun by the "begin" hook below, not by the driver.
         dbapi_connection.isolation_level = None
         sqlite_pragmas(dbapi_connection, busy_timeout)
+        search.register_sqlite(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -777,7 +779,9 @@ class SessionStore:
         return bool(result.rowcount)
 
     # --- browsing ---------------------------------------------------------------------------
-    async def list_sessions(self, owner: str, *, limit: int, before: str | None) -> SessionPage:
+    async def list_sessions(
+        self, owner: str, *, limit: int, before: str | None, q: str | None = None
+    ) -> SessionPage:
         count = (
             select(func.count())
             .select_from(messages)
@@ -790,6 +794,17 @@ class SessionStore:
             .order_by(sessions.c.updated_at.desc(), sessions.c.pk.desc())
             .limit(limit + 1)
         )
+        if q is not None and q.strip():
+            pattern = search.like_pattern(q.strip())
+            in_messages = (
+                select(messages.c.pk)
+                .where(messages.c.session_pk == sessions.c.pk)
+                .where(search.folded(messages.c.content).like(pattern, escape="\\"))
+                .exists()
+            )
+            query = query.where(
+                or_(search.folded(sessions.c.title).like(pattern, escape="\\"), in_messages)
+            )
         if before is not None:
             when, pk = decode_cursor(before)
             query = query.where(
