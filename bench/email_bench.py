@@ -129,7 +129,13 @@ class PairedEngine(EngineClient):
     twins: list[dict[str, Any]]
     twin: bool = False
 
-    async def complete_chat(self, payload: Mapping[str, Any]) -> JsonObject:
+    async def complete_chat(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        affinity: str | None = None,
+        background: bool = False,
+    ) -> JsonObject:
         answer, record = await self._timed(payload)
         self.calls.append(record)
         if self.twin and "response_format" in payload and record["tokens"]:

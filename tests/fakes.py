@@ -53,6 +53,7 @@ class FakeEngineState:
     peak_replies: int = 0  # most non-streaming answers in progress at once
     _replying: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    session_headers: list[str | None] = field(default_factory=list)  # X-Session-ID per call
     streams: list[StreamRecord] = field(default_factory=list)
     running: int = 0
 
@@ -121,6 +122,7 @@ class FakeEngine:
         s = self.state
         body = await request.json(loads=orjson.loads)
         s.requests.append(body)
+        s.session_headers.append(request.headers.get("X-Session-ID"))
         if s.fail_status is not None:
             return web.json_response(
                 {"error": {"code": s.fail_status, "message": s.fail_message,

@@ -55,6 +55,8 @@ def engine_limits(settings: Settings) -> EngineLimits:
         health_timeout=settings.health_check_timeout,
         pool_size=settings.connection_pool_size,
         keepalive_expiry=settings.keepalive_expiry,
+        background_priority=settings.background_priority,
+        background_slots=settings.background_slot_cap,
     )
 
 

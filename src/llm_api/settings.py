@@ -81,6 +81,36 @@ class Settings(BaseSettings):
     max_model_len: int = Field(default=8192, ge=256)
     engine_parallel: int = Field(default=4, ge=1, description="llama-server slots (-np).")
     engine_threads: int | None = Field(default=None, ge=1)
+    engine_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Engine replicas the supervisor starts (ports VLLM_PORT+1…, one GPU each on "
+        "vLLM) with vllm-router in front of them on VLLM_PORT (docs/REPLICAS.md).",
+    )
+    engine_replica_urls: list[AnyHttpUrl] = Field(
+        default_factory=list,
+        description="Engines already running (JSON list of URLs) that the supervisor puts "
+        "vllm-router in front of, launching no engine.",
+    )
+    router_policy: str = Field(
+        default="consistent_hash",
+        description="vllm-router --policy; consistent_hash keys on the conversation id.",
+    )
+    router_health_interval: int = Field(
+        default=5, ge=1, description="Seconds between vllm-router's health checks of replicas."
+    )
+    background_priority: int | None = Field(
+        default=None,
+        description="vLLM request priority for titles and batch email (people keep 0; larger "
+        "runs later). Needs vLLM's --scheduling-policy priority, which the supervisor passes "
+        "when it starts vLLM; default then 10, else unset (FCFS vLLM rejects the field).",
+    )
+    background_slots: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most background requests (titles, batch email) one gateway process keeps "
+        "on the engine at once; default: a quarter of ENGINE_PARALLEL on llama-server.",
+    )
     engine_start_timeout: float = Field(default=900.0, gt=0)
     vllm_command: str | None = Field(
         default=None,
@@ -266,6 +296,16 @@ class Settings(BaseSettings):
     @property
     def docs_on(self) -> bool:
         return self.docs_enabled if self.docs_enabled is not None else self.mode is not RunMode.PROD
+
+    @property
+    def background_slot_cap(self) -> int | None:
+        """The background cap in force: as set, else a quarter of llama-server's slots
+        (vLLM yields by priority instead, and preempts, so it needs no cap)."""
+        if self.background_slots is not None:
+            return self.background_slots
+        if self.engine is EngineKind.VLLM:
+            return None
+        return max(1, self.engine_parallel // 4)
 
     @property
     def external_url(self) -> str | None:

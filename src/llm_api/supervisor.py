@@ -28,7 +28,7 @@ from typing import IO
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from llm_api.engine.launch import EnginePlan, EngineSetupError, plan_engine
+from llm_api.engine.launch import Deployment, EnginePlan, EngineSetupError, plan_deployment
 from llm_api.observability.metrics import fresh_multiprocess_dir
 from llm_api.settings import Settings
 
@@ -141,7 +141,7 @@ class Supervisor:
         self.settings = settings
         self.mode = mode
         self.console = console or Console(stderr=True)
-        self.engine: EngineProcess | None = None
+        self.engines: list[EngineProcess] = []
         self.gateway: subprocess.Popen[bytes] | None = None
         self._metrics_dir: Path | None = None
         self._stop = threading.Event()
@@ -168,22 +168,36 @@ class Supervisor:
                 "or choose another with LLM_API_PORT"
             )
         with self.console.status("preparing the engine (first run assembles the model)…"):
-            plan = plan_engine(settings)
-        if plan.launches:
-            if port_in_use("127.0.0.1", settings.vllm_port):
+            deployment = plan_deployment(settings)
+        logs = settings.data_dir / "logs"
+        launched = list(deployment.engines) + ([deployment.router] if deployment.router else [])
+        for index, plan in enumerate(launched):
+            port = int(plan.url.rsplit(":", 1)[1])
+            if port_in_use("127.0.0.1", port):
                 raise StartupError(
-                    f"engine port {settings.vllm_port} is already in use; stop what runs "
+                    f"engine port {port} is already in use; stop what runs "
                     "there, choose another with LLM_API_VLLM_PORT, or use it as an external "
                     "engine with LLM_API_ENGINE_URL"
                 )
-            self.engine = EngineProcess(plan, settings.data_dir / "logs" / "engine.log")
-            self.console.print(f"starting engine [bold]{plan.kind}[/]: {self.engine.command_line}")
-            self.engine.start()
-        if not self._wait_for_engine(plan):
+            if plan is deployment.router:
+                name = "router.log"
+            elif len(deployment.engines) > 1:
+                name = f"engine-{index + 1}.log"
+            else:
+                name = "engine.log"
+            self.engines.append(EngineProcess(plan, logs / name))
+        for process in self.engines:
+            what = "router" if process.plan is deployment.router else f"engine [bold]{plan.kind}[/]"
+            self.console.print(f"starting {what}: {process.command_line}", highlight=False)
+            process.start()
+            # The router waits for its workers itself; engines start side by side.
+        if not all(self._wait_for_engine(p.plan, p) for p in self.engines) or (
+            not self.engines and not self._wait_for_engine(deployment.front, None)
+        ):
             return 1
-        self._start_gateway(plan)
-        self._announce(plan)
-        return self._watch(plan)
+        self._start_gateway(deployment)
+        self._announce(deployment.front)
+        return self._watch()
 
     # --- steps --------------------------------------------------------------------------
     def _apply_security_defaults(self) -> None:
@@ -215,7 +229,7 @@ class Supervisor:
                 highlight=False,
             )
 
-    def _wait_for_engine(self, plan: EnginePlan) -> bool:
+    def _wait_for_engine(self, plan: EnginePlan, process: EngineProcess | None) -> bool:
         # An external engine should already be up: give it a short grace, not minutes.
         timeout = self.settings.engine_start_timeout
         if not plan.launches:
@@ -233,9 +247,9 @@ class Supervisor:
                 if engine_is_healthy(plan.url, self.settings.health_check_timeout):
                     self.console.print(f"[green]engine ready[/] at {plan.url}")
                     return True
-                if self.engine is not None and (code := self.engine.exit_code()) is not None:
+                if process is not None and (code := process.exit_code()) is not None:
                     self.console.print(
-                        self.engine.failure_report(f"[red]engine exited with code {code}[/]"),
+                        process.failure_report(f"[red]engine exited with code {code}[/]"),
                         highlight=False,
                     )
                     return False
@@ -245,14 +259,15 @@ class Supervisor:
         if self._stop.is_set():
             return False
         what = f"the engine at {plan.url} did not become healthy within {timeout:.0f} s"
-        if self.engine is not None:
-            self.console.print(self.engine.failure_report(f"[red]{what}[/]"), highlight=False)
+        if process is not None:
+            self.console.print(process.failure_report(f"[red]{what}[/]"), highlight=False)
         else:
             self.console.print(f"[red]{what}[/]; check LLM_API_ENGINE_URL", highlight=False)
         return False
 
-    def _start_gateway(self, plan: EnginePlan) -> None:
+    def _start_gateway(self, deployment: Deployment) -> None:
         settings = self.settings
+        plan = deployment.front
         command = [
             sys.executable, "-m", "uvicorn", "llm_api.app:create_app", "--factory",
             "--host", settings.host, "--port", str(settings.port),
@@ -269,6 +284,7 @@ class Supervisor:
             "LLM_API_ENGINE_URL": plan.url,
             "LLM_API_ENGINE": plan.kind.value,
             "LLM_API_MODE": self.mode.value,  # the gateway's auth and docs defaults follow it
+            **{k: v for k, v in deployment.gateway_env.items() if k not in os.environ},
         }
         if self.mode is Mode.PROD:
             # Several workers: Prometheus counters go through files that /metrics merges.
@@ -285,22 +301,26 @@ class Supervisor:
             f"[bold green]PLG-AI LLM API[/] ({self.mode} mode)\n"
             f"  API:     {base}   (health: {base}/api/health, docs: {base}/docs)\n"
             f"  engine:  {plan.kind} at {plan.url}"
-            + (f"   (log: {self.engine.log_path})" if self.engine else "")
+            + (f"   (logs: {self.engines[0].log_path.parent})" if self.engines else "")
             + "\n  stop:    Ctrl-C",
             highlight=False,
         )
 
-    def _watch(self, plan: EnginePlan) -> int:
+    def _watch(self) -> int:
         restarts = 0
         while not self._stop.is_set():
             gateway_code = self.gateway.poll() if self.gateway else None
             if gateway_code is not None:
                 self.console.print(f"[red]the gateway exited with code {gateway_code}[/]")
                 return gateway_code or 1
-            if self.engine is not None and (code := self.engine.exit_code()) is not None:
+            dead = next((p for p in self.engines if p.exit_code() is not None), None)
+            if dead is not None:
+                # One replica down: the router sends its conversations to the others
+                # meanwhile, and takes it back once it is healthy (docs/REPLICAS.md).
                 self.console.print(
-                    self.engine.failure_report(
-                        f"[red]engine exited with code {code}; restarting it[/]"
+                    dead.failure_report(
+                        f"[red]{dead.log_path.stem} exited with code {dead.exit_code()}; "
+                        "restarting it[/]"
                     ),
                     highlight=False,
                 )
@@ -308,8 +328,8 @@ class Supervisor:
                 restarts += 1
                 if self._stop.wait(backoff):
                     break
-                self.engine.start()
-                if self._wait_for_engine(plan):
+                dead.start()
+                if self._wait_for_engine(dead.plan, dead):
                     restarts = 0
                 continue
             self._stop.wait(_POLL_SECONDS)
@@ -338,5 +358,6 @@ class Supervisor:
         if self._metrics_dir is not None:
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
             self._metrics_dir = None
-        if self.engine is not None:
-            self.engine.stop()
+        # The router first (it holds no state), then the engines, side by side.
+        for process in reversed(self.engines):
+            process.stop()

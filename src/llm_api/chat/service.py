@@ -181,7 +181,7 @@ class ChatService:
         # The commit and the engine's first chunk are awaited together: the commit hides
         # behind the engine's prompt processing instead of adding to time-to-first-token.
         # Both must have succeeded before anything is returned (and so sent).
-        chunks = self._engine.stream_chat(payload)
+        chunks = self._engine.stream_chat(payload, affinity=session_id)
         recording = asyncio.create_task(
             self._record(
                 owner, session_id, language, history, plan, new=new, counted=fitted.counted

@@ -80,7 +80,9 @@ class TitleWriter:
                     ],
                     "max_tokens": 24,
                     "temperature": 0.2,
-                }
+                },
+                affinity=session_id,
+                background=True,
             )
             raw = str(answer["choices"][0]["message"].get("content") or "")
         except (ApiError, KeyError, IndexError, TypeError, AttributeError) as exc:

@@ -369,11 +369,16 @@ async def run_batch_with_engine(
         health_timeout=settings.health_check_timeout,
         pool_size=max(settings.connection_pool_size, options.concurrency),
         keepalive_expiry=settings.keepalive_expiry,
+        background_priority=settings.background_priority,
+        # --concurrency is the batch's own slot cap; LLM_API_BACKGROUND_SLOTS, when set, caps it.
+        background_slots=settings.background_slots,
     )
     inputs = collect_inputs(paths)
     async with EngineClient(limits) as engine:
         service = EmailService(
-            engine, ModelCatalog(engine, settings.model_name), EmailLimits.from_settings(settings)
+            engine,
+            ModelCatalog(engine, settings.model_name),
+            EmailLimits.from_settings(settings, background=True),
         )
         return await run_batch(service, inputs, options)
 

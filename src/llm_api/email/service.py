@@ -84,6 +84,8 @@ class EmailLimits:
     # Off only to measure what the grammar costs (bench/email_bench.py); always on in the API.
     constrained: bool = True
     temperature: float = 0.0
+    # Batch runs (llm-api emails) are background work: lower priority, capped slots.
+    background: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> EmailLimits:
@@ -210,7 +212,9 @@ class EmailService:
                     "type": "json_schema",
                     "json_schema": {"name": name, "strict": True, "schema": schema},
                 }
-            content, finish_reason = _choice(await self._engine.complete_chat(payload))
+            content, finish_reason = _choice(
+                await self._engine.complete_chat(payload, background=self._limits.background)
+            )
             if finish_reason == "length":
                 # A cut answer is never used, even if it happens to parse: more room, again.
                 log.info("email %s attempt %d cut at %d tokens", name, attempt, tokens)

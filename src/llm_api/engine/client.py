@@ -28,6 +28,7 @@ from llm_api.errors import (
 JsonObject = dict[str, Any]
 _MAX_ERROR_TEXT = 500
 _HTTP_SERVICE_UNAVAILABLE = 503
+_STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,15 @@ class EngineLimits:
     connect_timeout: float = 5.0
     pool_size: int = 100
     keepalive_expiry: float = 60.0
+    # Background work (titles, batch email) yields to people: on vLLM started with
+    # ``--scheduling-policy priority`` it is sent with this ``priority`` (larger runs later;
+    # people's requests keep vLLM's default 0). None: the engine has no priority scheduling
+    # (llama-server, vLLM in FCFS mode, which rejects the field).
+    background_priority: int | None = None
+    # At most this many background requests from this process in flight at once, so that
+    # a burst of titles cannot hold every engine slot (llama-server schedules first come,
+    # first served). None: no cap.
+    background_slots: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,9 @@ class EngineClient:
         self.limits = limits
         self.base_url = limits.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._background = (
+            asyncio.Semaphore(limits.background_slots) if limits.background_slots else None
+        )
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
@@ -99,16 +112,22 @@ class EngineClient:
         return self._session
 
     # --- generation ---------------------------------------------------------------------
-    async def stream_chat(self, payload: Mapping[str, Any]) -> AsyncGenerator[JsonObject, None]:
+    async def stream_chat(
+        self, payload: Mapping[str, Any], *, affinity: str | None = None
+    ) -> AsyncGenerator[JsonObject, None]:
         """Open a streaming chat completion and yield each parsed chunk.
 
         The HTTP status is checked before the first chunk is yielded, so a caller that
         awaits the first item learns of a refused request before answering its client.
         Closing the generator (client gone, task cancelled) closes the upstream
         connection, which is what makes the engine free the slot.
+
+        ``affinity`` (the conversation's id) goes out as ``X-Session-ID``: vllm-router's
+        ``consistent_hash`` policy keys on it, so every turn of a conversation lands on the
+        replica that holds its cached prefix (docs/REPLICAS.md). One engine ignores it.
         """
         body = orjson.dumps({**payload, "stream": True})
-        response = await self._post("/v1/chat/completions", body)
+        response = await self._post("/v1/chat/completions", body, affinity)
         finished = False
         try:
             if response.status != 200:
@@ -130,7 +149,9 @@ class EngineClient:
                 # and closing the socket is what tells the engine to abort the request.
                 response.close()
 
-    async def stream_chat_events(self, body: bytes) -> AsyncGenerator[bytes, None]:
+    async def stream_chat_events(
+        self, body: bytes, *, affinity: str | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """Like :meth:`stream_chat`, for relays: yield the engine's SSE bytes as they come.
 
         ``body`` is the finished JSON request (``"stream": true`` included). Each item is a
@@ -141,7 +162,7 @@ class EngineClient:
         raises. Same contract as :meth:`stream_chat` otherwise: the status is checked
         before the first item, and closing early closes the upstream request.
         """
-        response = await self._post("/v1/chat/completions", body)
+        response = await self._post("/v1/chat/completions", body, affinity)
         finished = False
         try:
             if response.status != 200:
@@ -174,9 +195,27 @@ class EngineClient:
             else:
                 response.close()  # see stream_chat: this is what aborts the engine request
 
-    async def complete_chat(self, payload: Mapping[str, Any]) -> JsonObject:
+    async def complete_chat(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        affinity: str | None = None,
+        background: bool = False,
+    ) -> JsonObject:
+        """One non-streaming completion. ``background`` marks work no person waits on
+        (titles, batch email): it runs at the lower priority and under the slot cap."""
+        if not background:
+            return await self._complete(payload, affinity)
+        if self.limits.background_priority is not None:
+            payload = {**payload, "priority": self.limits.background_priority}
+        if self._background is None:
+            return await self._complete(payload, affinity)
+        async with self._background:
+            return await self._complete(payload, affinity)
+
+    async def _complete(self, payload: Mapping[str, Any], affinity: str | None) -> JsonObject:
         body = orjson.dumps({**payload, "stream": False})
-        response = await self._post("/v1/chat/completions", body)
+        response = await self._post("/v1/chat/completions", body, affinity)
         async with response:
             if response.status != 200:
                 raise await self._error_from(response)
@@ -268,13 +307,14 @@ class EngineClient:
         return None
 
     # --- plumbing -----------------------------------------------------------------------
-    async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+    async def _post(
+        self, path: str, body: bytes, affinity: str | None = None
+    ) -> aiohttp.ClientResponse:
+        headers = (
+            _STREAM_HEADERS if affinity is None else {**_STREAM_HEADERS, "X-Session-ID": affinity}
+        )
         try:
-            return await self.session.post(
-                self.base_url + path,
-                data=body,
-                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
-            )
+            return await self.session.post(self.base_url + path, data=body, headers=headers)
         except TimeoutError:
             raise EngineTimeout("the inference engine did not answer in time") from None
         except aiohttp.ClientError:

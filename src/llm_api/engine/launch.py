@@ -9,7 +9,8 @@ import importlib.util
 import os
 import shlex
 import shutil
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from llm_api.settings import (
@@ -21,8 +22,11 @@ from llm_api.settings import (
 
 DEFAULT_VLLM_COMMAND = (
     "vllm serve {model} --host 127.0.0.1 --port {port} --tensor-parallel-size {tp} "
-    "--max-model-len {max_model_len}"
+    "--max-model-len {max_model_len} --scheduling-policy priority"
 )
+# With the default command vLLM schedules by priority, and the gateway sends background work
+# (titles, batch email) with this one; people's requests keep vLLM's default, 0.
+DEFAULT_BACKGROUND_PRIORITY = 10
 
 
 class EngineSetupError(Exception):
@@ -40,6 +44,100 @@ class EnginePlan:
     @property
     def launches(self) -> bool:
         return self.command is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """What the supervisor runs: engines to launch (maybe none), and vllm-router in front of
+    several of them (or of configured replica URLs). ``front`` is what the gateway talks to."""
+
+    front: EnginePlan
+    engines: tuple[EnginePlan, ...]
+    router: EnginePlan | None = None
+    gateway_env: dict[str, str] = field(default_factory=dict)
+
+
+def plan_deployment(settings: Settings) -> Deployment:
+    """One engine (the default), N replicas behind vllm-router, or the router in front of
+    engines already running (``LLM_API_ENGINE_REPLICA_URLS``)."""
+    env: dict[str, str] = {}
+    if settings.engine_replica_urls:
+        if settings.external_url is not None:
+            raise EngineSetupError(
+                "set LLM_API_ENGINE_URL or LLM_API_ENGINE_REPLICA_URLS, not both"
+            )
+        workers = [str(url).rstrip("/") for url in settings.engine_replica_urls]
+        kind = settings.engine if settings.engine is not EngineKind.AUTO else EngineKind.EXTERNAL
+        router = router_plan(settings, kind, settings.model_name or "", workers)
+        return Deployment(router, (), router, env)
+    single = plan_engine(settings)
+    if single.kind is EngineKind.VLLM and settings.vllm_command is None:
+        env["LLM_API_BACKGROUND_PRIORITY"] = str(DEFAULT_BACKGROUND_PRIORITY)
+    if settings.engine_replicas == 1 or not single.launches:
+        return Deployment(single, (single,) if single.launches else (), None, env)
+    replicas = tuple(
+        replica_plan(settings, single, index) for index in range(settings.engine_replicas)
+    )
+    router = router_plan(settings, single.kind, single.model_name, [r.url for r in replicas])
+    return Deployment(router, replicas, router, env)
+
+
+def replica_plan(settings: Settings, single: EnginePlan, index: int) -> EnginePlan:
+    """Replica ``index`` listens on VLLM_PORT+1+index; on vLLM it gets GPU ``index`` alone."""
+    port = settings.vllm_port + 1 + index
+    one = settings.model_copy(update={"vllm_port": port})
+    if single.kind is EngineKind.VLLM:
+        one = one.model_copy(update={"tensor_parallel_size": 1})
+        command = vllm_command(one, single.model_name)
+        env = {"CUDA_VISIBLE_DEVICES": _gpu_for(index)}
+    else:
+        threads = settings.engine_threads or max(
+            (os.cpu_count() or 1) // settings.engine_replicas, 1
+        )
+        one = one.model_copy(update={"engine_threads": threads})
+        command = llama_server_command(one, single.model_name)
+        env = {}
+    return replace(single, url=f"http://127.0.0.1:{port}", command=command, env=env)
+
+
+def _gpu_for(index: int) -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else []
+    return devices[index] if index < len(devices) else str(index)
+
+
+def router_binary() -> str:
+    """vllm-router from the environment (the ``router`` extra) or PATH."""
+    beside = Path(sys.executable).with_name("vllm-router")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("vllm-router")
+    if found is None:
+        raise EngineSetupError(
+            "several engine replicas need vllm-router; install it with "
+            "`uv sync --extra router` (or pip install vllm-router)"
+        )
+    return found
+
+
+def router_plan(settings: Settings, kind: EngineKind, model: str, workers: list[str]) -> EnginePlan:
+    interval = settings.router_health_interval
+    command = [
+        router_binary(),
+        "--host", "127.0.0.1",
+        "--port", str(settings.vllm_port),
+        "--worker-urls", *workers,
+        "--policy", settings.router_policy,
+        "--health-check-interval-secs", str(interval),
+        # A replica that failed opens its circuit breaker and leaves the hash ring; it comes
+        # back only when the breaker half-opens (measured: docs/REPLICAS.md). vllm-router's
+        # default of 60 s is a long time for a restarted replica to stand idle.
+        "--cb-timeout-duration-secs", str(2 * interval),
+        "--request-timeout-secs", str(int(settings.request_timeout)),
+        "--prometheus-port", str(settings.vllm_port + 100),
+        "--log-level", "warning",
+    ]  # fmt: skip
+    return EnginePlan(kind, f"http://127.0.0.1:{settings.vllm_port}", model, command)
 
 
 def gpu_count() -> int:
