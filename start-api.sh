@@ -30,6 +30,8 @@ need_system_packages() {
   command -v cmake >/dev/null || missing+=(cmake)
   command -v g++ >/dev/null || missing+=(g++)
   command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
+  # The LDAP sign-in tests start a real OpenLDAP on loopback (tests/people/conftest.py).
+  [ -x /usr/sbin/slapd ] && command -v ldapadd >/dev/null || missing+=(slapd ldap-utils)
   if ((${#missing[@]})); then
     say "installing system packages: ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

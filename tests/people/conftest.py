@@ -25,7 +25,7 @@ from tests.fakes import FakeEngine
 SLAPD = Path("/usr/sbin/slapd")
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
-ROOT_PW = "secret-ניסוי"
+ROOT_PW = "directory-root-pw"
 # Cheap Argon2id for tests; the benchmark measures the production parameters.
 FAST_ARGON = {"argon2_time_cost": 1, "argon2_memory_kib": 8192}
 
@@ -115,10 +115,11 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
     )
     port = free_port()
     url = f"ldap://127.0.0.1:{port}"
+    log = (root / "slapd.log").open("wb")
     process = subprocess.Popen(
         [str(SLAPD), "-f", str(conf), "-h", f"{url}/", "-d", "0"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     try:
         (root / "seed.ldif").write_text(SEED)
@@ -130,7 +131,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
             )  # fmt: skip
             if added.returncode == 0:
                 break
-            assert process.poll() is None, process.stderr.read() if process.stderr else b""
+            assert process.poll() is None, (root / "slapd.log").read_text()
             time.sleep(0.1)
         else:
             raise AssertionError(f"could not seed slapd: {added.stderr!r}")
@@ -138,6 +139,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
     finally:
         process.terminate()
         process.wait(10)
+        log.close()
 
 
 def people_settings(engine_url: str, **overrides: Any) -> Settings:

@@ -75,7 +75,7 @@ async def _from_cookie(request: Request, token: str) -> Principal | None:
     if people.trusted_proxy(client_address(request)):
         # Behind the SSO proxy the cookie must still be the person the proxy names.
         named = request.headers.get(people.settings.proxy_user_header or "")
-        if named and named != user.username:
+        if named and named.encode("latin-1", "replace").decode("utf-8", "replace") != user.username:
             return None
     if request.method in _UNSAFE:
         check_csrf(request, session.csrf_token)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from dataclasses import dataclass
 
-from ldap3 import ALL_ATTRIBUTES, SUBTREE, Connection, Server, Tls
+from ldap3 import NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
@@ -62,18 +63,35 @@ def group_name(dn: str) -> str:
     return dn
 
 
+def _close(conn: Connection) -> None:
+    """Unbind, and close the socket even when the unbind itself fails."""
+    try:
+        conn.unbind()
+    except LDAPException:
+        pass
+    finally:
+        if conn.socket is not None:
+            conn.socket.close()
+
+
 class Directory:
     def __init__(self, settings: Settings) -> None:
         if not settings.ldap_url:
             raise ValueError("LLM_API_LDAP_URL is not set")
         self.settings = settings
+        # ldap3 packs the timeouts into socket options as whole seconds.
+        self.timeout = max(1, math.ceil(settings.ldap_timeout))
         tls = None
         if settings.ldap_url.startswith("ldaps://") or settings.ldap_start_tls:
             tls = Tls(
                 validate=ssl.CERT_REQUIRED if settings.ldap_tls_verify else ssl.CERT_NONE,
                 ca_certs_file=str(settings.ldap_ca_file) if settings.ldap_ca_file else None,
             )
-        self.server = Server(settings.ldap_url, tls=tls, connect_timeout=settings.ldap_timeout)
+        # No schema read: each sign-in is two short connections, and attribute names are
+        # not checked against a schema (memberOf is absent from plain OpenLDAP's).
+        self.server = Server(
+            settings.ldap_url, tls=tls, connect_timeout=self.timeout, get_info=NONE
+        )
         self.admin_groups = {g.casefold() for g in settings.ldap_admin_groups}
 
     def _connect(self, user: str | None, password: str | None) -> Connection:
@@ -81,7 +99,7 @@ class Directory:
             self.server,
             user=user,
             password=password,
-            receive_timeout=self.settings.ldap_timeout,
+            receive_timeout=self.timeout,
             raise_exceptions=False,
         )
         if self.settings.ldap_start_tls and not self.settings.ldap_url.startswith("ldaps://"):  # type: ignore[union-attr]  # checked in __init__
@@ -98,7 +116,9 @@ class Directory:
                 log.warning("LDAP service bind failed", extra={"ldap_result": service.result})
                 raise DirectoryUnavailable("the directory refused the service account")
             query = s.ldap_user_filter.replace("{username}", escape_filter_chars(username))
-            service.search(s.ldap_user_base, query, SUBTREE, attributes=ALL_ATTRIBUTES)
+            # Only what is needed (never userPassword); unknown names are not an error.
+            wanted = [s.ldap_display_name_attr, s.ldap_email_attr, s.ldap_group_attr]
+            service.search(s.ldap_user_base, query, SUBTREE, attributes=wanted)
             entries = list(service.response or [])
             found = [e for e in entries if e.get("type") == "searchResEntry"]
             if len(found) != 1:
@@ -122,13 +142,13 @@ class Directory:
                     if e.get("type") == "searchResEntry"
                 ]
         finally:
-            service.unbind()
+            _close(service)
         person = self._connect(dn, password)
         try:
             if not person.bind():
                 return None
         finally:
-            person.unbind()
+            _close(person)
         names = tuple(sorted({group_name(g) for g in group_dns}))
         admin = any(g.casefold() in self.admin_groups for g in (*group_dns, *names))
         return DirectoryUser(
@@ -146,6 +166,6 @@ class Directory:
             return None
         try:
             return await asyncio.to_thread(self._authenticate, username, password)
-        except LDAPException:
-            log.warning("LDAP sign-in failed on a directory error")
+        except LDAPException as exc:
+            log.warning("LDAP sign-in failed: %s", type(exc).__name__)
             raise DirectoryUnavailable("the directory is unreachable; retry shortly") from None

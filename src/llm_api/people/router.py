@@ -80,6 +80,14 @@ async def login(
     return _answer(done)
 
 
+def _utf8(value: str) -> str:
+    """Proxies send UTF-8 bytes in headers (Hebrew group names); Starlette reads Latin-1."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 @proxied.get(
     "/me", response_model=SignedInPublic, responses={401: {"description": "not signed in"}}
 )
@@ -104,9 +112,9 @@ async def me(request: Request, response: Response, people: PeopleDep) -> SignedI
         if session is not None:
             await people.store.revoke_session(session.id)
         email = request.headers.get(people.settings.proxy_email_header or "") or None
-        raw_groups = request.headers.get(people.settings.proxy_groups_header or "") or ""
+        raw_groups = _utf8(request.headers.get(people.settings.proxy_groups_header or "") or "")
         group_names = tuple(sorted({g.strip() for g in raw_groups.split(",") if g.strip()}))
-        done = await people.sign_in_from_proxy(named[:64], email, group_names, address)
+        done = await people.sign_in_from_proxy(_utf8(named)[:64], email, group_names, address)
         _set_cookie(response, request, people, done)
         return _answer(done)
     raise Unauthorized("not signed in")
