@@ -368,6 +368,23 @@ async def test_title_in_wrong_language_falls_back_to_the_first_words(
     assert title == "מה מזג האוויר בירושלים מחר בבוקר"
 
 
+async def test_title_echoing_the_prompt_falls_back_to_the_first_words(
+    fake_engine: FakeEngine,
+) -> None:
+    # What the embedded Gemma 3 270M answered for every stored title before this check.
+    fake_engine.state.chunks = ["תשובה"]
+    fake_engine.state.replies.append("כתוב כותרת קצרה בעברית, עד שש")
+    settings = gateway_settings(fake_engine.url, chat_titles=True)
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url) as client:
+        await chat(client, [user("שלום! תוכל לספר לי בדיחה?")], "chat_titled_0003")
+        deadline = time.monotonic() + 5
+        title = None
+        while title is None and time.monotonic() < deadline:
+            title = (await client.get("/api/sessions/chat_titled_0003")).json()["title"]
+            await asyncio.sleep(0.05)
+    assert title == "שלום! תוכל לספר לי בדיחה?"
+
+
 async def test_locked_database_is_503_then_recovers(
     fake_engine: FakeEngine, tmp_path: Path
 ) -> None:

@@ -323,6 +323,29 @@ async def test_title_in_english(client: httpx.AsyncClient, fake_engine: FakeEngi
     assert "English" in fake_engine.state.requests[0]["messages"][0]["content"]
 
 
+@pytest.mark.parametrize(
+    ("answer", "message", "expected"),
+    [
+        # The instruction repeated back (the embedded base model's habit) …
+        ("כותרת בעברית של עד שש מילים", "איך מכינים חומוס ביתי?", "איך מכינים חומוס ביתי?"),
+        ("an English title of at most six words", "How do I bake bread?", "How do I bake bread?"),
+        # … or a title in the other language: the first words of the message instead.
+        (
+            "Homemade hummus",
+            "איך מכינים חומוס ביתי טעים ורך במיוחד?",
+            "איך מכינים חומוס ביתי טעים ורך",
+        ),
+    ],
+)
+async def test_title_that_is_no_title_falls_back_to_the_first_words(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, answer: str, message: str, expected: str
+) -> None:
+    fake_engine.state.replies = replies({"title": answer})
+    response = await client.post("/api/title/generate", json={"user_message": message})
+    assert response.status_code == 200
+    assert response.json() == {"title": expected}
+
+
 async def test_title_of_only_punctuation_is_invalid(
     client: httpx.AsyncClient, fake_engine: FakeEngine
 ) -> None:

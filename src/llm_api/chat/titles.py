@@ -6,16 +6,15 @@ import asyncio
 import logging
 import re
 
-from llm_api.chat.language import detect_language
 from llm_api.chat.schemas import Language
 from llm_api.chat.store import SessionStore
+from llm_api.chat.title_rules import MAX_TITLE_WORDS, usable_title
 from llm_api.engine.client import EngineClient
 from llm_api.engine.models import ModelCatalog
 from llm_api.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-MAX_TITLE_WORDS = 6
 MAX_TITLE_CHARS = 200
 _EXCERPT_CHARS = 1000
 _PROMPTS = {
@@ -34,15 +33,16 @@ _EDGE = "\"'`*#_“”„«»()[] \t.,;:-"
 def clean_title(raw: str, language: Language, fallback_text: str) -> str:
     """At most six words of the engine's first line, in the session's language.
 
-    A title in the wrong language or an empty one (weak models produce both) is replaced
-    by the first words of the user's message, which are in the right language by nature.
+    A title that is empty, in the wrong language, or the title prompt repeated back (weak
+    models produce all three) is replaced by the first words of the user's message.
     """
     line = next((part for part in raw.splitlines() if part.strip()), "")
     line = _LABEL.sub("", line.strip()).strip(_EDGE)
     title = " ".join(line.split()[:MAX_TITLE_WORDS]).strip(_EDGE)
-    if not title or (language is not Language.AUTO and detect_language(title) != language):
-        title = " ".join(fallback_text.split()[:MAX_TITLE_WORDS]).strip(_EDGE)
-    return title[:MAX_TITLE_CHARS] or "…"
+    prompt = _PROMPTS[language if language is not Language.AUTO else Language.ENGLISH]
+    instruction = prompt.replace("{text}", "")
+    title = usable_title(title, language, instruction=instruction, question=fallback_text)
+    return title.strip(_EDGE)[:MAX_TITLE_CHARS] or "…"
 
 
 class TitleWriter:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from llm_api.chat.language import resolve_language
 from llm_api.chat.schemas import Language
+from llm_api.chat.title_rules import usable_title
 from llm_api.email.dates import resolve_due_date
 from llm_api.email.parsing import ParsedEmail, normalize_whitespace, parse_email
 from llm_api.email.prompts import (
@@ -159,7 +160,12 @@ class EmailService:
             "title", messages=messages, answer_type=ModelTitle, schema=schema,
             max_tokens=answer_tokens(schema), language=lang,
         )  # fmt: skip
-        return TitlePublic(title=clean_title(answer.title))
+        # An echo of the instruction or a title in another language is no title: the
+        # first words of the message are (the embedded base model produces both).
+        title = usable_title(
+            clean_title(answer.title), lang, instruction=TITLE_SYSTEM[lang], question=message
+        )
+        return TitlePublic(title=clean_title(title))
 
     # --- helpers --------------------------------------------------------------------------
     def _check_size(self, content: str | bytes) -> None:
