@@ -18,6 +18,7 @@ from llm_api.auth.guard import (
 )
 from llm_api.auth.setup import install_security_middleware, with_security
 from llm_api.chat.activity import SessionActivity
+from llm_api.chat.router import ChatStreamLane
 from llm_api.chat.router import router as chat_router
 from llm_api.chat.service import ChatLimits, ChatService
 from llm_api.chat.sessions_router import router as sessions_router
@@ -30,6 +31,7 @@ from llm_api.engine.models import ModelCatalog
 from llm_api.errors import install_error_handlers
 from llm_api.health.router import router as health_router
 from llm_api.health.service import HealthService
+from llm_api.lane import Gateway
 from llm_api.limits import BodySizeLimit
 from llm_api.logs import configure_logging
 from llm_api.observability.middleware import RequestObserver
@@ -37,6 +39,7 @@ from llm_api.observability.router import prometheus_router
 from llm_api.observability.router import router as observability_router
 from llm_api.observability.service import observability
 from llm_api.observability.tracing import FASTAPI_NATIVE_TELEMETRY, install_tracing
+from llm_api.openai.router import CompletionsLane
 from llm_api.openai.router import router as openai_router
 from llm_api.openai.service import OpenAIRelay, RelayLimits
 from llm_api.people.admin_router import router as people_admin_router
@@ -101,7 +104,7 @@ def with_settled_heap(core: Lifespan) -> Lifespan:
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> Gateway:
     settings = settings or load_settings()
     configure_logging(settings)
 
@@ -143,7 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await titles.close()
             await store.close()
 
-    app = FastAPI(
+    app = Gateway(
+        max_body_bytes=settings.max_body_bytes,
         title="PLG-AI LLM API",
         version="0.1.0",
         lifespan=with_settled_heap(with_observability(settings, with_security(settings, lifespan))),
@@ -185,4 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_tracing(app, settings)  # LLM_API_OTLP_ENDPOINT only; inside the observer
     app.add_middleware(RequestObserver)  # sees every answer, 413s included
     install_security_middleware(app, settings)  # headers, CORS, trusted hosts: outermost
+    # The streaming routes, with the same middleware and guards, minus FastAPI's route
+    # machinery (llm_api/lane.py); they stay registered for OpenAPI and for bad requests.
+    app.serve_in_lane("/v1/chat/completions", CompletionsLane())
+    app.serve_in_lane("/api/chat/stream", ChatStreamLane())
     return app

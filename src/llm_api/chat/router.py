@@ -7,12 +7,22 @@ import logging
 from collections.abc import AsyncIterator
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.types import Scope
 
+from llm_api.auth.guard import current_principal
 from llm_api.chat.schemas import ChatAnswer, ChatRequest
 from llm_api.chat.service import ChatReply
-from llm_api.deps import ChatServiceDep, OwnerDep, SettingsDep
+from llm_api.deps import (
+    ChatServiceDep,
+    OwnerDep,
+    SettingsDep,
+    get_chat_service,
+    get_owner,
+    get_settings,
+)
 from llm_api.errors import ApiError, json_response, note_api_error
 from llm_api.observability.context import note_usage
 from llm_api.observability.metrics import CONTEXT_TRUNCATIONS, UPSTREAM_ABORTS
@@ -128,3 +138,29 @@ async def _collect(reply: ChatReply, headers: dict[str, str]) -> Response:
         truncated_messages=reply.truncated_messages,
     )
     return json_response(200, answer.model_dump(), headers)
+
+
+class ChatStreamLane:
+    """``POST /api/chat/stream`` in the streaming lane (llm_api.lane).
+
+    The body is validated as FastAPI validates it (JSON, then ``ChatRequest`` in Python
+    mode); anything FastAPI would refuse — another content type, invalid JSON, a schema
+    error — is left to the route, which answers its own 422.
+    """
+
+    def parse(self, body: bytes, scope: Scope) -> ChatRequest | None:
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                kind = value.split(b";", 1)[0].strip().lower()
+                if not (kind.endswith(b"/json") or kind.endswith(b"+json")):
+                    return None
+        try:
+            return ChatRequest.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+
+    async def respond(self, request: Request, parsed: ChatRequest) -> Response:
+        owner = await get_owner(await current_principal(request))
+        return await chat_stream(
+            parsed, await get_chat_service(request), await get_settings(request), owner
+        )

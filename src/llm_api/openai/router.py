@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from starlette.types import Scope
 
 from llm_api.errors import BadRequest, UnsupportedParameter, json_response
 from llm_api.observability.context import RequestRecord, current_request, request_id_from
@@ -53,7 +54,10 @@ async def list_models(relay: OpenAIRelayDep) -> Response:
     },
 )
 async def chat_completions(request: Request, relay: OpenAIRelayDep) -> Response:
-    body = parse_body(await request.body())
+    return await answer(request, relay, parse_body(await request.body()))
+
+
+async def answer(request: Request, relay: OpenAIRelay, body: ChatCompletionRequest) -> Response:
     record = current_request() or RequestRecord(request_id_from(None), "POST", request.url.path)
     if not body.stream:
         return json_response(200, await relay.complete(body, record))
@@ -100,3 +104,17 @@ def _describe(exc: ValidationError) -> BadRequest:
         for e in errors[:5]
     )
     return BadRequest(problems, param=param)
+
+
+class CompletionsLane:
+    """``POST /v1/chat/completions`` in the streaming lane (llm_api.lane): same parser, same
+    answer; a body the parser refuses is left to the route, which answers the same 400."""
+
+    def parse(self, body: bytes, scope: Scope) -> ChatCompletionRequest | None:
+        try:
+            return parse_body(body)
+        except BadRequest:
+            return None
+
+    async def respond(self, request: Request, parsed: ChatCompletionRequest) -> Response:
+        return await answer(request, await get_openai_relay(request), parsed)
