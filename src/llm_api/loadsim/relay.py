@@ -23,7 +23,7 @@ import aiohttp
 
 from llm_api.loadsim.people import Arm, Crowd, stream_turn
 from llm_api.loadsim.stats import Sample, percentile, split_cpu
-from llm_api.loadsim.system import cpu_ns
+from llm_api.loadsim.system import client_pauses_held, cpu_ns
 
 LONG, SHORT = 64, 1
 MESSAGES = [{"role": "user", "content": "שלום! ספר לי משהו על ירושלים."}]
@@ -91,7 +91,8 @@ async def measure(
             for i in range(repeats):
                 for arm in _turns(arms, i):
                     tick(f"{name} · {arm.name}", done / steps)
-                    await _round(crowd, arm, streams, max_tokens, sides[arm.name])
+                    with client_pauses_held():
+                        await _round(crowd, arm, streams, max_tokens, sides[arm.name])
                     done += 1
             scenarios[name] = sides
     tick("done", 1.0)

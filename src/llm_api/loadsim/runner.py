@@ -22,7 +22,7 @@ from llm_api.loadsim.engine_probe import EngineWatch, read_metrics
 from llm_api.loadsim.people import Arm, Crowd, person
 from llm_api.loadsim.prompts import Kind
 from llm_api.loadsim.stats import Sample, Slo, memory_growth, summarize
-from llm_api.loadsim.system import cpu_ns, rss_mib
+from llm_api.loadsim.system import client_pauses_held, cpu_ns, rss_mib
 
 Tick = Callable[[str, float], None]  # (what runs now, seconds done) for the progress bar
 
@@ -174,15 +174,16 @@ async def sweep(
                 ) -> None:
                     tick(f"{users:>3} people · {name}", base + elapsed)
 
-                await run_side(
-                    arm,
-                    users=users,
-                    seconds=seconds / slices,
-                    load=load,
-                    engine_url=engine_url,
-                    side=sides[arm.name],
-                    tick=moved,
-                )
+                with client_pauses_held():
+                    await run_side(
+                        arm,
+                        users=users,
+                        seconds=seconds / slices,
+                        load=load,
+                        engine_url=engine_url,
+                        side=sides[arm.name],
+                        tick=moved,
+                    )
                 done += seconds / slices
         results.append(
             {"users": users, "sides": {name: run.figures(slo) for name, run in sides.items()}}
