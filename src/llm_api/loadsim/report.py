@@ -50,7 +50,7 @@ def plot_sweep(sweep: dict[str, Any], folder: Path) -> list[str]:  # noqa: PLR09
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 - after use("Agg"), as it must
-    from matplotlib.ticker import ScalarFormatter  # noqa: PLC0415 - as above
+    from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: PLC0415 - as above
 
     users = [level["users"] for level in sweep["levels"]]
     sides = sweep["sides"]
@@ -65,6 +65,7 @@ def plot_sweep(sweep: dict[str, Any], folder: Path) -> list[str]:  # noqa: PLR09
         if log:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, alpha=0.3)
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -157,6 +158,8 @@ def plot_sweep(sweep: dict[str, Any], folder: Path) -> list[str]:  # noqa: PLR09
                 label=LABELS.get(side, side),
             )
         axis(axes[0], "added time to first token over the engine direct", "ms")
+        axes[0].set_yscale("symlog", linthresh=10)  # ours in ms and LiteLLM in s, both readable
+        axes[0].yaxis.set_major_formatter(ScalarFormatter())
         axis(axes[1], "tokens/s relative to the engine direct", "× direct")
         axes[1].axhline(1.0, color="#999999", lw=0.8)
         axes[0].legend(fontsize=7)
@@ -268,6 +271,13 @@ def sweep_markdown(sweep: dict[str, Any], images: str) -> list[str]:
                 f"{_num(run.get('mean'))}/{_num(run.get('max'), 0)} · "
                 f"{_num(wait.get('mean'))}/{_num(wait.get('max'), 0)} |"
             )
+    out += [
+        "",
+        "CPU per request and per chunk: all of the relay process's CPU (its threads, from "
+        "`/proc`) while that side ran, divided by its requests and by its chunks — idle "
+        "wake-ups and background work included, so at few people the figures are mostly "
+        "the process's floor; `llm-api bench relay` splits them cleanly.",
+    ]
     cache = [
         (level["users"], side, f["engine"].get("prefix_cache_hit_rate"))
         for level in sweep["levels"]
