@@ -211,7 +211,8 @@ class Supervisor:
                 raise StartupError(
                     "API keys are required (LLM_API_AUTH=required, the default in prod) and "
                     "none is defined; create one with:\n  llm-api keys create --name NAME "
-                    "--scopes chat,email,admin\nor set LLM_API_AUTH=disabled"
+                    "--scopes chat,email,admin\nor the first admin (signs in from the browser):"
+                    "\n  llm-api users create NAME --admin\nor set LLM_API_AUTH=disabled"
                 )
             return
         if "host" not in self.settings.model_fields_set and self.mode is not Mode.PROD:

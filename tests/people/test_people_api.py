@@ -195,3 +195,16 @@ async def test_cli_creates_the_first_admin_from_stdin_only(
         await sign_in(http, "root", "מנהל-ראשי-2026")
         me = (await http.get("/api/auth/me")).json()["user"]
         assert me["role"] == "admin"
+
+
+def test_an_active_admin_user_is_enough_for_prod_to_start(fake_engine: FakeEngine) -> None:
+    from llm_api.auth.keys import active_key_count  # noqa: PLC0415 - test-local
+
+    settings = people_settings(fake_engine.url)
+    assert active_key_count(settings) == 0
+    asyncio.run(add_user(settings, "member", PASSWORD))
+    assert active_key_count(settings) == 0
+    asyncio.run(add_user(settings, "root", PASSWORD, role="admin", status="disabled"))
+    assert active_key_count(settings) == 0
+    asyncio.run(add_user(settings, "root2", PASSWORD, role="admin"))
+    assert active_key_count(settings) == 1

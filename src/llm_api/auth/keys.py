@@ -210,7 +210,8 @@ class KeyStore:
 
 
 def active_key_count(settings: Settings) -> int:
-    """How many usable keys the configured database holds (for the supervisor's start check)."""
+    """How many ways in the configured database holds: active keys plus active admin users
+    (for the supervisor's start check; either lets an operator in)."""
     from llm_api.chat.store import open_store  # noqa: PLC0415 - migrations load only here
 
     async def count() -> int:
@@ -218,7 +219,10 @@ def active_key_count(settings: Settings) -> int:
             settings.database_url, settings.data_dir, busy_timeout=settings.database_busy_timeout
         )
         try:
-            return await KeyStore(store.engine).active_count()
+            from llm_api.people.store import PeopleStore  # noqa: PLC0415 - beside its only use
+
+            admins = await PeopleStore(store.engine).active_admin_count()
+            return await KeyStore(store.engine).active_count() + admins
         finally:
             await store.close()
 

@@ -128,6 +128,15 @@ class PeopleStore:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
 
+    async def active_admin_count(self) -> int:
+        query = (
+            select(func.count())
+            .select_from(users)
+            .where(users.c.role == "admin", users.c.status == "active")
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def create_user(
         self,
         username: str,
