@@ -81,6 +81,34 @@ async def test_member_b_cannot_read_change_or_learn_of_member_a_s_conversations(
         assert mine.json()["messages"][0]["content"] == HEBREW
 
 
+async def _check_audit(admin: httpx.AsyncClient) -> None:
+    """The trail of the admin test: pages, filters, export, no secrets."""
+    first = (await admin.get("/api/admin/audit", params={"limit": 3})).json()
+    assert len(first["items"]) == 3
+    assert first["next_cursor"] is not None
+    rest = (await admin.get("/api/admin/audit", params={"cursor": first["next_cursor"]})).json()
+    assert rest["next_cursor"] is None
+    every = first["items"] + rest["items"]
+    ids = [i["id"] for i in every]
+    assert ids == sorted(ids, reverse=True)
+    assert len(set(ids)) == len(ids)
+    actions = {i["action"] for i in every}
+    assert {"sign_in", "user_created", "group_created", "member_added", "user_updated",
+            "member_removed", "group_deleted"} <= actions  # fmt: skip
+    by_actor = (await admin.get("/api/admin/audit", params={"action": "user_created"})).json()
+    assert [i["target"] for i in by_actor["items"]] == ["noa"]
+    assert all(i["request_id"] for i in every)
+    assert {i["actor"] for i in every} == {"boss", "rina", "noa"}
+    export = await admin.get("/api/admin/audit/export")
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in export.content.splitlines()]
+    assert [line["id"] for line in lines] == ids
+    # No secrets in the trail.
+    assert "נועה-סיסמה-7" not in export.text
+    assert PASSWORD not in export.text
+    assert "argon2" not in export.text
+
+
 async def test_admin_manages_users_groups_and_reads_the_audit_trail(
     fake_engine: FakeEngine,
 ) -> None:
@@ -141,28 +169,7 @@ async def test_admin_manages_users_groups_and_reads_the_audit_trail(
         assert (await admin.delete(f"/api/admin/groups/{gid}", headers=csrf)).status_code == 204
         assert (await admin.delete(f"/api/admin/groups/{gid}", headers=csrf)).status_code == 404
 
-        first = (await admin.get("/api/admin/audit", params={"limit": 3})).json()
-        assert len(first["items"]) == 3
-        assert first["next_cursor"] is not None
-        rest = (await admin.get("/api/admin/audit", params={"cursor": first["next_cursor"]})).json()
-        assert rest["next_cursor"] is None
-        every = first["items"] + rest["items"]
-        ids = [i["id"] for i in every]
-        assert ids == sorted(ids, reverse=True)
-        assert len(set(ids)) == len(ids)
-        actions = {i["action"] for i in every}
-        assert {"sign_in", "user_created", "group_created", "member_added", "user_updated",
-                "member_removed", "group_deleted"} <= actions  # fmt: skip
-        by_actor = (await admin.get("/api/admin/audit", params={"action": "user_created"})).json()
-        assert [i["target"] for i in by_actor["items"]] == ["noa"]
-        export = await admin.get("/api/admin/audit/export")
-        assert export.headers["content-type"].startswith("application/x-ndjson")
-        lines = [orjson.loads(line) for line in export.content.splitlines()]
-        assert [line["id"] for line in lines] == ids
-        # No secrets in the trail.
-        assert "נועה-סיסמה-7" not in export.text
-        assert PASSWORD not in export.text
-        assert "argon2" not in export.text
+        await _check_audit(admin)
 
 
 async def test_cli_creates_the_first_admin_from_stdin_only(
@@ -198,7 +205,7 @@ async def test_cli_creates_the_first_admin_from_stdin_only(
 
 
 def test_an_active_admin_user_is_enough_for_prod_to_start(fake_engine: FakeEngine) -> None:
-    from llm_api.auth.keys import active_key_count  # noqa: PLC0415 - test-local
+    from llm_api.auth.keys import active_key_count
 
     settings = people_settings(fake_engine.url)
     assert active_key_count(settings) == 0

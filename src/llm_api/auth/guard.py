@@ -68,7 +68,9 @@ def _presented(bearer: HTTPAuthorizationCredentials | None, header: str | None) 
 
 async def _from_cookie(request: Request, token: str) -> Principal | None:
     people = cast(People, request.state.people)
-    session = await people.store.resolve_session(token, idle=people.idle, touch_every=TOUCH_EVERY)
+    session = await people.store.resolve_session(
+        token, idle=people.idle, touch_every=TOUCH_EVERY, with_groups=False
+    )
     if session is None:
         return None
     user = session.user

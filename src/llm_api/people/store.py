@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llm_api.chat.store import utcnow
 from llm_api.errors import Conflict, NotFound, StoreUnavailable
+from llm_api.observability.context import current_request
 from llm_api.people.tables import audit_log, browser_sessions, group_members, groups, users
 
 ROLES = ("admin", "member")
@@ -61,6 +62,11 @@ class BrowserSession:
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def _current_request_id() -> str | None:
+    record = current_request()
+    return record.request_id if record is not None else None
 
 
 class PeopleStore:
@@ -312,7 +318,7 @@ class PeopleStore:
         return token, csrf
 
     async def resolve_session(
-        self, token: str, *, idle: timedelta, touch_every: timedelta
+        self, token: str, *, idle: timedelta, touch_every: timedelta, with_groups: bool = True
     ) -> BrowserSession | None:
         """The live session of an active user ``token`` names, or None (one indexed join;
         no cache, so revocation and disabling take effect on the next request)."""
@@ -337,7 +343,12 @@ class PeopleStore:
                 )
                 if not alive:
                     return None
-                names = (await self._groups_of(conn, [m[users.c.id]])).get(m[users.c.id], ())
+                # The guard needs no groups: one query per request instead of two.
+                names = (
+                    (await self._groups_of(conn, [m[users.c.id]])).get(m[users.c.id], ())
+                    if with_groups
+                    else ()
+                )
         except DBAPIError:
             raise StoreUnavailable("the session store is unavailable; retry shortly") from None
         session_id = m[browser_sessions.c.id]
@@ -405,7 +416,7 @@ class PeopleStore:
                     action=action,
                     target=target,
                     address=address,
-                    request_id=request_id,
+                    request_id=request_id or _current_request_id(),
                     detail=json.dumps(detail, ensure_ascii=False) if detail else None,
                 )
             )
