@@ -31,6 +31,7 @@ from llm_api.engine.models import ModelCatalog
 from llm_api.errors import install_error_handlers
 from llm_api.health.router import router as health_router
 from llm_api.health.service import HealthService
+from llm_api.json_body import JsonContentType
 from llm_api.lane import Gateway
 from llm_api.limits import BodySizeLimit
 from llm_api.logs import configure_logging
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         app.include_router(prometheus_router, dependencies=admin, responses=guarded)
     document_security(app)
     app.add_middleware(ReleaseSlots)  # innermost: after the response, the guards' slots
+    app.add_middleware(JsonContentType)  # 415 for a body that is not JSON, before reading it
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_tracing(app, settings)  # LLM_API_OTLP_ENDPOINT only; inside the observer
     app.add_middleware(RequestObserver)  # sees every answer, 413s included

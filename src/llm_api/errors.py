@@ -15,6 +15,7 @@
     │   └── TooManyAttempts            429   code: too_many_attempts (sign-in brute force)
     ├── Overloaded                     503   server_overloaded    (Retry-After: seconds)
     ├── PayloadTooLarge                413   payload_too_large
+    ├── UnsupportedMediaType           415   unsupported_media_type (a body that is not JSON)
     ├── NotFound                       404   not_found_error
     │   ├── SessionNotFound            404
     │   └── ModelNotFound              404   invalid_request_error, code: model_not_found
@@ -159,6 +160,11 @@ class UnsupportedParameter(BadRequest):
 class PayloadTooLarge(ApiError):
     status = 413
     type = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    type = "unsupported_media_type"
 
 
 class NotFound(ApiError):

@@ -33,6 +33,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_api.json_body import JsonRequest
+
 
 class LaneEndpoint(Protocol):
     """What a route serves in the lane: its parser and its answer."""
@@ -182,7 +184,9 @@ class _Endpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = self.route  # the observer labels metrics and logs by its path
         scope["path_params"] = {}
-        request = Request(scope, receive)
+        # The guard's message checks read json() of the same bytes with the same parser
+        # as the route (llm_api.json_body).
+        request = JsonRequest(scope, receive)
         try:
             for guard in self.guards:
                 await guard(request)

@@ -247,15 +247,17 @@ health_access.required_scope = "any"  # type: ignore[attr-defined]  # read by th
 async def message_limits(request: Request) -> None:
     """422 (400 on /v1, as OpenAI answers) for too many messages or one over the size limit."""
     settings = cast(Settings, request.app.state.settings)
+    error = BadRequest if request.url.path.startswith("/v1/") else InvalidRequest
     try:
-        body = orjson.loads(await request.body())
+        # The route's own parse (JsonRoute caches it): the guard checks what the route uses,
+        # and a body the parser refuses is refused here, never waved through.
+        body = await request.json()
     except orjson.JSONDecodeError:
-        return  # the route reports invalid JSON in its own words
+        raise error("request body is not valid JSON") from None
     problem = message_limit_error(
         body, max_messages=settings.max_messages, max_chars=settings.max_message_chars
     )
     if problem is not None:
-        error = BadRequest if request.url.path.startswith("/v1/") else InvalidRequest
         raise error(problem[0], param=problem[1])
 
 

@@ -24,12 +24,13 @@ from llm_api.deps import (
     get_settings,
 )
 from llm_api.errors import ApiError, json_response, note_api_error
+from llm_api.json_body import JsonRoute
 from llm_api.observability.context import note_usage
 from llm_api.observability.metrics import CONTEXT_TRUNCATIONS, UPSTREAM_ABORTS
 from llm_api.streaming import EventStream
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], route_class=JsonRoute)
 
 _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     409: {"description": "Another request is adding to this session"},

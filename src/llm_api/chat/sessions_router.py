@@ -11,8 +11,9 @@ from llm_api.chat import export
 from llm_api.chat.schemas import SESSION_ID_PATTERN, SessionList, SessionPublic, SessionUpdate
 from llm_api.deps import OwnerDep, SessionStoreDep
 from llm_api.errors import json_response
+from llm_api.json_body import JsonRoute
 
-router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+router = APIRouter(prefix="/api/sessions", tags=["sessions"], route_class=JsonRoute)
 
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 _NOT_FOUND: dict[int | str, dict[str, object]] = {

@@ -13,8 +13,9 @@ from llm_api.email.schemas import (
     TitlePublic,
     TitleRequest,
 )
+from llm_api.json_body import JsonRoute
 
-router = APIRouter(tags=["email"])
+router = APIRouter(tags=["email"], route_class=JsonRoute)
 
 _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     413: {"description": "The email is longer than LLM_API_MAX_EMAIL_CHARS"},

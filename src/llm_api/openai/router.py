@@ -15,12 +15,13 @@ from pydantic import ValidationError
 from starlette.types import Scope
 
 from llm_api.errors import BadRequest, UnsupportedParameter, json_response
+from llm_api.json_body import JsonRoute
 from llm_api.observability.context import RequestRecord, current_request, request_id_from
 from llm_api.openai.schemas import ChatCompletionRequest
 from llm_api.openai.service import OpenAIRelay
 from llm_api.streaming import RelayedStream
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=JsonRoute)
 
 
 async def get_openai_relay(request: Request) -> OpenAIRelay:
@@ -54,7 +55,11 @@ async def list_models(relay: OpenAIRelayDep) -> Response:
     },
 )
 async def chat_completions(request: Request, relay: OpenAIRelayDep) -> Response:
-    return await answer(request, relay, parse_body(await request.body()))
+    try:
+        data = await request.json()  # the guard's parse (JsonRoute: orjson, made once)
+    except orjson.JSONDecodeError:
+        raise BadRequest("request body is not valid JSON") from None
+    return await answer(request, relay, validate_body(data))
 
 
 async def answer(request: Request, relay: OpenAIRelay, body: ChatCompletionRequest) -> Response:
@@ -78,6 +83,10 @@ def parse_body(raw: bytes) -> ChatCompletionRequest:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("request body is not valid JSON") from None
+    return validate_body(data)
+
+
+def validate_body(data: object) -> ChatCompletionRequest:
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     try:
