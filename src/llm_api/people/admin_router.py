@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from llm_api.auth.guard import PrincipalDep, client_address
 from llm_api.errors import InvalidRequest
+from llm_api.json_body import JsonRoute
 from llm_api.observability.context import current_request
 from llm_api.people.deps import PeopleDep
 from llm_api.people.schemas import (
@@ -32,6 +33,7 @@ from llm_api.people.service import People
 router = APIRouter(
     prefix="/api/admin",
     tags=["admin"],
+    route_class=JsonRoute,
     responses={
         404: {"description": "No such user or group"},
         409: {"description": "The name is taken"},

@@ -16,14 +16,24 @@ from llm_api.auth.guard import (
     public_access,
 )
 from llm_api.errors import Unauthorized
+from llm_api.json_body import JsonRoute
 from llm_api.observability.context import current_request
 from llm_api.people.deps import PeopleDep
 from llm_api.people.schemas import AuthMethods, LoginBody, SignedInPublic, UserPublic
 from llm_api.people.service import TOUCH_EVERY, People, SignedIn
 
-public = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(public_access)])
-signed_in = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(SignedInGuard())])
-proxied = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(public_access)])
+public = APIRouter(
+    prefix="/api/auth", tags=["auth"], route_class=JsonRoute, dependencies=[Depends(public_access)]
+)
+signed_in = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    route_class=JsonRoute,
+    dependencies=[Depends(SignedInGuard())],
+)
+proxied = APIRouter(
+    prefix="/api/auth", tags=["auth"], route_class=JsonRoute, dependencies=[Depends(public_access)]
+)
 
 
 def _request_id() -> str | None:
