@@ -97,7 +97,7 @@ async def test_the_observer_labels_lane_requests_by_route(fake_engine: FakeEngin
         ("/api/chat/stream", b"{not json", {"content-type": "application/json"}, 422),
         ("/api/chat/stream", b'{"messages": []}', {"content-type": "application/json"}, 422),
         ("/api/chat/stream", '{"messages":[{"role":"user","content":"שלום"}]}'.encode(),
-         {"content-type": "text/plain"}, 422),
+         {"content-type": "text/plain"}, 415),  # llm_api.json_body: JSON only
     ],
 )  # fmt: skip
 async def test_what_the_lane_cannot_answer_goes_to_the_route(
