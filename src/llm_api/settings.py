@@ -201,6 +201,26 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Allowed CORS origins."
     )
+    cors_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "Authorization",
+            "X-API-Key",
+            "Content-Type",
+            "Accept",
+            "Accept-Language",
+            "X-Request-ID",
+            "X-Client-ID",
+            "X-Session-ID",
+            "X-Requested-With",
+            "X-CSRF-Token",
+        ],
+        description="Request headers a cross-origin browser client may send (CORS preflight); "
+        "'*' allows any.",
+    )
+    cors_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        description="Methods a cross-origin browser client may use; '*' allows any.",
+    )
     trusted_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"], description="Host headers accepted (TrustedHost)."
     )
@@ -254,7 +274,13 @@ class Settings(BaseSettings):
     login_attempts_per_address: int = Field(default=50, ge=1, description="Per 15 minutes.")
 
     @field_validator(
-        "cors_origins", "trusted_hosts", "ldap_admin_groups", "proxy_addresses", mode="before"
+        "cors_origins",
+        "cors_headers",
+        "cors_methods",
+        "trusted_hosts",
+        "ldap_admin_groups",
+        "proxy_addresses",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:

@@ -114,14 +114,8 @@ def install_security_middleware(app: FastAPI, settings: Settings) -> None:
             allow_origins=settings.cors_origins,
             # Never "*" together with credentials: a wildcard list gets no credentials.
             allow_credentials=not wildcard,
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "X-API-Key",
-                "Content-Type",
-                "X-Request-ID",
-                "X-CSRF-Token",
-            ],
+            allow_methods=settings.cors_methods,  # LLM_API_CORS_METHODS
+            allow_headers=settings.cors_headers,  # LLM_API_CORS_HEADERS
             expose_headers=["X-Session-ID", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(SecurityHeaders)
