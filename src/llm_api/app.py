@@ -48,6 +48,7 @@ from llm_api.people.router import proxied as auth_proxied_router
 from llm_api.people.router import public as auth_public_router
 from llm_api.people.router import signed_in as auth_signed_in_router
 from llm_api.settings import Settings, load_settings
+from llm_api.webapp.router import router as webapp_router
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
 
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
         app.include_router(prometheus_router)
     else:
         app.include_router(prometheus_router, dependencies=admin, responses=guarded)
+    app.include_router(webapp_router)  # last: "/" and "/assets/*" only
     document_security(app)
     app.add_middleware(ReleaseSlots)  # innermost: after the response, the guards' slots
     app.add_middleware(JsonContentType)  # 415 for a body that is not JSON, before reading it

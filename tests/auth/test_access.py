@@ -20,7 +20,7 @@ HEBREW = "שלום, מה שלומך היום?"
 CHAT = {"messages": [{"role": "user", "content": HEBREW}]}
 ALLOWLIST = {"/ping", "/api/health"}
 # Who may call each route that is not a key-scope route: anyone, or a browser session.
-PUBLIC = {"/api/auth/methods", "/api/auth/login", "/api/auth/me"}
+PUBLIC = {"/api/auth/methods", "/api/auth/login", "/api/auth/me", "/", "/assets/{name}"}
 SIGNED_IN = {"/api/auth/logout"}
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 

@@ -95,7 +95,8 @@ class SecurityHeaders:
                 headers.append((b"referrer-policy", b"no-referrer"))
                 if not docs:
                     headers.append((b"x-frame-options", b"DENY"))
-                    headers.append((b"content-security-policy", _STRICT_CSP))
+                    if b"content-security-policy" not in names:  # the web app sets its own
+                        headers.append((b"content-security-policy", _STRICT_CSP))
                     if b"cache-control" not in names:
                         headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
