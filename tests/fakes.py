@@ -39,6 +39,10 @@ class FakeEngineState:
     fail_message: str = "fake failure"
     error_after: int | None = None  # send an in-stream error after this many chunks
     drop_after: int | None = None  # cut the connection after this many chunks
+    malformed_after: int | None = None  # send an unparsable data line after this many chunks
+    huge_line_after: int | None = None  # send one 10 MB data line after this many chunks
+    stall_after: int | None = None  # stop sending (connection open) after this many chunks
+    loading: bool = False  # llama-server while it loads the model: 503 on chat and /health
     healthy: bool = True
     flavor: Flavor = "llamacpp"
     model_id: str = "fake-model"
@@ -123,6 +127,11 @@ class FakeEngine:
         body = await request.json(loads=orjson.loads)
         s.requests.append(body)
         s.session_headers.append(request.headers.get("X-Session-ID"))
+        if s.loading:
+            return web.json_response(
+                {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}},
+                status=503,
+            )
         if s.fail_status is not None:
             return web.json_response(
                 {"error": {"code": s.fail_status, "message": s.fail_message,
@@ -180,6 +189,12 @@ class FakeEngine:
                     )
                     record.completed = True
                     return response
+                if s.malformed_after is not None and index == s.malformed_after:
+                    await response.write(b'data: {"choices": [{"delta": {"content": "\xd7\n\n')
+                if s.huge_line_after is not None and index == s.huge_line_after:
+                    await response.write(b"data: " + b"x" * (10 * 1024 * 1024) + b"\n\n")
+                if s.stall_after is not None and index == s.stall_after:
+                    await asyncio.sleep(3600)
                 if s.drop_after is not None and index == s.drop_after:
                     assert request.transport is not None
                     request.transport.close()
@@ -200,7 +215,7 @@ class FakeEngine:
             s.running -= 1
 
     async def _health(self, _: web.Request) -> web.Response:
-        if not self.state.healthy:
+        if not self.state.healthy or self.state.loading:
             return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ok"})
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llm_api.errors import (
     EngineBadResponse,
@@ -137,6 +138,10 @@ class EngineClient:
             # Read the few bytes after [DONE] so the connection can go back to the pool.
             await response.content.read()
             finished = True
+        except HttpProcessingError:
+            # aiohttp's line reader refuses a line beyond twice its buffer (LineTooLong, not a
+            # ClientError): no engine sends a 2 MB chunk of one reply; a broken stream.
+            raise EngineBadResponse("the inference engine sent an oversized line") from None
         except TimeoutError:
             raise EngineTimeout("the inference engine stopped sending tokens") from None
         except aiohttp.ClientError:
