@@ -6,6 +6,8 @@
 #   ./start-api.sh prod     same, with LLM_API_WORKERS workers (default 2 x cores)
 #   ./start-api.sh test     set up, then every check: ruff, mypy, the whole test suite
 #   ./start-api.sh setup    set up only
+#   ./start-api.sh bundle [--gpu] [--out DIR]
+#                           one archive that installs with no network (see README "Air gap")
 #
 # Set-up is idempotent: a virtual environment in .venv with the locked dependencies
 # (uv.lock) plus the llama.cpp engine wheel (requirements-engine.txt). The first run
@@ -16,8 +18,8 @@ cd "$(dirname "$0")"
 
 mode="${1:-default}"
 case "$mode" in
-  default|dev|prod|test|setup) ;;
-  *) echo "usage: $0 [dev|prod|test|setup]" >&2; exit 2 ;;
+  default|dev|prod|test|setup|bundle) ;;
+  *) echo "usage: $0 [dev|prod|test|setup|bundle]" >&2; exit 2 ;;
 esac
 
 UV_VERSION="0.13.8"
@@ -125,8 +127,28 @@ build_web() {
   fi
 }
 
+# Installed from an air-gap bundle (install.sh): .venv is complete, and there is no network
+# to sync from.
+if [ -f .venv/.installed-from-bundle ]; then
+  # ./install.sh --gpu put vLLM in its own environment; the supervisor finds `vllm` on PATH
+  # (appended, so that .venv's python stays first).
+  [ -x .venv-vllm/bin/vllm ] && export PATH="$PATH:$PWD/.venv-vllm/bin"
+  case "$mode" in
+    default|dev|prod) exec .venv/bin/llm-api serve "$mode" ;;
+    *) echo "$0 $mode: not in an installed bundle (no uv, no network); run $0 or $0 prod" >&2
+       exit 2 ;;
+  esac
+fi
+
 need_system_packages
 find_uv
+if [ "$mode" = bundle ]; then
+  engine_wheel
+  # The project's wheel in the bundle carries the built web app.
+  if [ -d web ]; then build_web; fi
+  export UV ENGINE_WHEEL
+  exec scripts/bundle.sh "${@:2}"
+fi
 sync_environment
 if [ -d web ]; then build_web; fi
 
