@@ -75,6 +75,8 @@ def test_bundle_holds_engine_model_and_checksums(installed_bundle: Path) -> None
     names = {line.split("  ", 1)[1] for line in listed}
     assert {"install.sh", "requirements.txt", "start-api.sh"} <= names
     assert all(f"wheels/{path.name}" in names for path in (installed_bundle / "wheels").iterdir())
+    site = installed_bundle / ".venv/lib/python3.11/site-packages"
+    assert (site / "llm_api/webapp/static/index.html").is_file()
 
 
 def test_installed_bundle_serves_the_readme_chat_without_network(
