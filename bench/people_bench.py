@@ -38,7 +38,7 @@ PASSWORD = "סיסמה-לבדיקת-ביצועים"  # noqa: S105 - the benchmar
 async def _prepare(settings: Settings) -> str:
     store = await open_store(settings.database_url, settings.data_dir)
     try:
-        raw, _ = await KeyStore(store.engine).create("bench", frozenset({"chat"}), rpm=10**9)
+        raw, _ = await KeyStore(store.db).create("bench", frozenset({"chat"}), rpm=10**9)
         hashed = await Passwords.from_settings(settings).hash(PASSWORD)
         await PeopleStore(store.engine).create_user(
             "bench-user", role="member", source="local", password_hash=hashed

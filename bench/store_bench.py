@@ -43,12 +43,11 @@ from llm_api.chat.store import (
     COMPLETE,
     NewMessage,
     SessionStore,
-    database_url,
-    messages,
     open_store,
-    sessions,
     utcnow,
 )
+from llm_api.chat.tables import messages, sessions
+from llm_api.db.engine import database_url
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -16,7 +16,7 @@ from llm_api.auth.guard import (
     document_security,
     health_access,
 )
-from llm_api.auth.setup import install_security_middleware, with_security
+from llm_api.auth.setup import install_security_middleware, security
 from llm_api.chat.activity import SessionActivity
 from llm_api.chat.router import ChatStreamLane
 from llm_api.chat.router import router as chat_router
@@ -28,7 +28,6 @@ from llm_api.email.router import router as email_router
 from llm_api.email.service import EmailLimits, EmailService
 from llm_api.engine.client import EngineClient, EngineLimits
 from llm_api.engine.models import ModelCatalog
-from llm_api.errors import install_error_handlers
 from llm_api.health.router import router as health_router
 from llm_api.health.service import HealthService
 from llm_api.json_body import JsonContentType
@@ -47,10 +46,12 @@ from llm_api.people.admin_router import router as people_admin_router
 from llm_api.people.router import proxied as auth_proxied_router
 from llm_api.people.router import public as auth_public_router
 from llm_api.people.router import signed_in as auth_signed_in_router
+from llm_api.people.service import People
+from llm_api.people.store import PeopleStore
+from llm_api.responses import install_error_handlers
 from llm_api.settings import Settings, load_settings
+from llm_api.state import STATE_KEY, AppState
 from llm_api.webapp.router import router as webapp_router
-
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
 
 
 def engine_limits(settings: Settings) -> EngineLimits:
@@ -65,62 +66,37 @@ def engine_limits(settings: Settings) -> EngineLimits:
     )
 
 
-def with_observability(settings: Settings, core: Lifespan) -> Lifespan:
-    """Around the core lifespan: request log, engine-health sampler, OpenAI relay."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with core(app) as state:
-            activity = SessionActivity(state["session_store"], settings.active_session_minutes)
-            async with observability(settings, state["engine"], activity.active_count) as observed:
-                relay = OpenAIRelay(
-                    state["engine"],
-                    state["models"],
-                    RelayLimits(settings.default_max_tokens, settings.max_tokens_cap),
-                )
-                yield {**state, **observed, "openai_relay": relay}
-
-    return lifespan
-
-
-def with_settled_heap(core: Lifespan) -> Lifespan:
+def settle_heap() -> None:
     """Once everything has started, move the start-up heap out of the garbage collector's way.
 
     A worker holds some 120,000 long-lived objects from imports and start-up (FastAPI,
     pydantic, SQLAlchemy, the clients). A full collection walks all of them, measured at
     ~60 ms on a 2-core VM: a pause that every stream of the worker feels as a gap. Frozen
     (``gc.freeze``), they are never walked again and a full collection sees only what was
-    made since.
+    made since. (``gc.unfreeze`` on shutdown.)
     """
+    gc.collect()
+    gc.freeze()
+
+
+def build_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[Any]]:
+    """The one place the app's state is built: clients, store, services, in order; closed in
+    the reverse order on shutdown, or as far as start-up got when a step fails."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with core(app) as state:
-            gc.collect()
-            gc.freeze()
-            try:
-                yield state
-            finally:
-                gc.unfreeze()
-
-    return lifespan
-
-
-def create_app(settings: Settings | None = None) -> Gateway:
-    settings = settings or load_settings()
-    configure_logging(settings)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with EngineClient(engine_limits(settings)) as engine:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, AppState]]:
+        async with AsyncExitStack() as stack:
+            engine = await stack.enter_async_context(EngineClient(engine_limits(settings)))
             store = await open_store(
                 settings.database_url,
                 settings.data_dir,
                 busy_timeout=settings.database_busy_timeout,
             )
-            activity = SessionActivity(store, settings.active_session_minutes)
+            stack.push_async_callback(store.close)
             models = ModelCatalog(engine, settings.model_name)
             titles = TitleWriter(engine, models, store) if settings.chat_titles else None
+            if titles is not None:
+                stack.push_async_callback(titles.close)
             chat = ChatService(
                 engine,
                 models,
@@ -134,25 +110,51 @@ def create_app(settings: Settings | None = None) -> Gateway:
                 titles,
             )
             chat.start()
-            yield {
-                "engine": engine,
-                "models": models,
-                "chat_service": chat,
-                "session_store": store,
-                "email_service": EmailService(engine, models, EmailLimits.from_settings(settings)),
-                "health_service": HealthService(engine, activity),
-            }
-            # Reached on shutdown only: a failed start-up has nothing to wind down.
-            await chat.close()
-            if titles is not None:
-                await titles.close()
-            await store.close()
+            stack.push_async_callback(chat.close)
+            activity = SessionActivity(store, settings.active_session_minutes)
+            observed = await stack.enter_async_context(
+                observability(settings, engine, store.db, activity.active_count)
+            )
+            secured = await stack.enter_async_context(security(settings, store.db))
+            people = People(settings, PeopleStore(store.engine))
+            stack.push_async_callback(people.close)
+            state = AppState(
+                settings=settings,
+                engine=engine,
+                models=models,
+                db=store.db,
+                sessions=store,
+                chat=chat,
+                email=EmailService(engine, models, EmailLimits.from_settings(settings)),
+                health=HealthService(engine, activity),
+                keys=secured.keys,
+                key_limits=secured.key_limits,
+                engine_gate=secured.engine_gate,
+                people=people,
+                request_log=observed.request_log,
+                metrics=observed.metrics,
+                openai=OpenAIRelay(
+                    engine,
+                    models,
+                    RelayLimits(settings.default_max_tokens, settings.max_tokens_cap),
+                ),
+            )
+            settle_heap()
+            stack.callback(gc.unfreeze)
+            yield {STATE_KEY: state}
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> Gateway:
+    settings = settings or load_settings()
+    configure_logging(settings)
 
     app = Gateway(
         max_body_bytes=settings.max_body_bytes,
         title="PLG-AI LLM API",
         version="0.1.0",
-        lifespan=with_settled_heap(with_observability(settings, with_security(settings, lifespan))),
+        lifespan=build_lifespan(settings),
         docs_url="/docs" if settings.docs_on else None,
         redoc_url="/redoc" if settings.docs_on else None,
         openapi_url="/openapi.json" if settings.docs_on else None,

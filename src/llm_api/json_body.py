@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_api.errors import UnsupportedMediaType, api_error_response
+from llm_api.errors import UnsupportedMediaType
+from llm_api.responses import api_error_response
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_api.errors import PayloadTooLarge, api_error_response
+from llm_api.errors import PayloadTooLarge
+from llm_api.responses import api_error_response
 
 
 class BodySizeLimit:

@@ -27,7 +27,7 @@ async def make_key(
 ) -> str:
     store = await open_store(settings.database_url, settings.data_dir)
     try:
-        raw, _ = await KeyStore(store.engine).create(
+        raw, _ = await KeyStore(store.db).create(
             name, frozenset(scopes.split(",")), rpm=rpm, max_streams=max_streams
         )
     finally:
@@ -38,7 +38,7 @@ async def make_key(
 async def revoke_key(settings: Settings, name: str) -> None:
     store = await open_store(settings.database_url, settings.data_dir)
     try:
-        await KeyStore(store.engine).revoke(name)
+        await KeyStore(store.db).revoke(name)
     finally:
         await store.close()
 

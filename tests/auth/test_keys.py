@@ -16,7 +16,7 @@ async def test_store_keeps_a_hash_and_a_prefix_never_the_key() -> None:
     settings = Settings()
     store = await open_store(settings.database_url, settings.data_dir)
     try:
-        keys = KeyStore(store.engine)
+        keys = KeyStore(store.db)
         raw, key = await keys.create("דנה", frozenset({"chat"}), rpm=10, max_streams=2)
         assert raw.startswith("plg_")
         assert len(raw) >= 40

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from llm_api.chat.store import SessionStore, database_url, open_store
+from llm_api.chat.store import SessionStore, open_store
+from llm_api.db.engine import database_url
 
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 

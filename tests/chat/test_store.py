@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from llm_api.chat.records import decode_cursor
 from llm_api.chat.store import (
     COMPLETE,
     INTERRUPTED,
@@ -20,14 +21,12 @@ from llm_api.chat.store import (
     LeaseRenewal,
     NewMessage,
     SessionStore,
-    configure_sqlite,
-    create_store_engine,
-    database_url,
-    decode_cursor,
-    is_unavailable,
     open_store,
     utcnow,
 )
+from llm_api.db.database import Database
+from llm_api.db.engine import configure_sqlite, database_url
+from llm_api.db.errors import is_unavailable
 from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
 
 HEBREW_Q = "מה מזג האוויר בתל אביב?"
@@ -331,7 +330,7 @@ async def test_full_sqlite_database_is_unavailable_and_nothing_half_written(
     url = database_url(None, tmp_path / "full")
     engine = create_async_engine(url, poolclass=StaticPool)
     configure_sqlite(engine, busy_timeout=1.0)
-    store = SessionStore(engine)
+    store = SessionStore(Database(engine, busy_timeout=1.0))
     try:
         await store.migrate()
         await _turn(store, owner, "chat_full_disk_1", "שלום", "היי")
@@ -401,7 +400,7 @@ async def test_continuing_turn_is_one_statement_that_touches_the_session(
     # Every statement the driver runs, seen by the database driver itself (on SQLite the
     # turn bypasses SQLAlchemy's cursor, so its events would not see it).
     statements: list[str] = []
-    traced = SessionStore(create_store_engine(store_url))
+    traced = SessionStore(Database.connect(store_url))
 
     @event.listens_for(traced.engine.sync_engine, "before_cursor_execute")
     def _trace_postgres(*args: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from llm_api.chat.store import database_url
+from llm_api.db.engine import database_url
 from tests.chat.conftest import pg_admin
 
 

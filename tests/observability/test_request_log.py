@@ -12,12 +12,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from llm_api.chat.migrate import alembic_config
-from llm_api.chat.store import create_store_engine, open_store
+from llm_api.chat.store import open_store
+from llm_api.db.database import Database
+from llm_api.db.engine import create_database_engine
+from llm_api.db.migrate import alembic_config
 from llm_api.observability.request_log import (
     RequestLog,
     RequestLogEntry,
-    metadata,
+    engine_health,
     request_log,
 )
 from tests.conftest import gateway_settings, serve_gateway
@@ -95,7 +97,8 @@ async def test_the_store_migration_creates_the_request_log_tables(
 async def test_request_log_migrates_its_database_and_writes_only_on_flush(
     fresh_db_url: str,
 ) -> None:
-    log = RequestLog(fresh_db_url, flush_seconds=3600)
+    db = Database.connect(fresh_db_url)
+    log = RequestLog(db, flush_seconds=3600)
     await log.open()
     try:
         tables, version = await tables_and_version(fresh_db_url)
@@ -111,6 +114,7 @@ async def test_request_log_migrates_its_database_and_writes_only_on_flush(
         assert await logged_rows(fresh_db_url) == 3
     finally:
         await log.close()
+        await db.close()
     assert stats.total == 3
     assert stats.error_rate == 1 / 3
     assert stats.average_latency == 0.5
@@ -119,7 +123,9 @@ async def test_request_log_migrates_its_database_and_writes_only_on_flush(
 
 
 async def test_two_workers_starting_together_share_one_log(fresh_db_url: str) -> None:
-    workers = [RequestLog(fresh_db_url, flush_seconds=0.05) for _ in range(2)]
+    # Two workers: two processes' databases, each with its own engine and writer lock.
+    dbs = [Database.connect(fresh_db_url) for _ in range(2)]
+    workers = [RequestLog(db, flush_seconds=0.05) for db in dbs]
     await asyncio.gather(*(w.open() for w in workers))  # concurrent migrations wait in turn
     try:
         for index in range(10):
@@ -129,6 +135,7 @@ async def test_two_workers_starting_together_share_one_log(fresh_db_url: str) ->
         totals = [(await w.stats(session_window=60)).total for w in workers]
     finally:
         await asyncio.gather(*(w.close() for w in workers))
+        await asyncio.gather(*(db.close() for db in dbs))
     assert totals == [10, 10]
     _, version = await tables_and_version(fresh_db_url)
     assert version == head_revision()
@@ -136,21 +143,25 @@ async def test_two_workers_starting_together_share_one_log(fresh_db_url: str) ->
 
 async def test_tables_made_before_the_migration_keep_their_rows(fresh_db_url: str) -> None:
     # The earlier gateway created these tables itself, outside the history.
-    engine = create_store_engine(fresh_db_url)
+    engine = create_database_engine(fresh_db_url)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), before_revision()))
-            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(
+                lambda c: request_log.metadata.create_all(c, tables=[request_log, engine_health])
+            )
             await conn.execute(insert(request_log), [_row(entry(1))])
     finally:
         await engine.dispose()
 
-    log = RequestLog(fresh_db_url)
+    db = Database.connect(fresh_db_url)
+    log = RequestLog(db)
     await log.open()
     try:
         assert (await log.stats(session_window=60)).total == 1
     finally:
         await log.close()
+        await db.close()
     _, version = await tables_and_version(fresh_db_url)
     assert version == head_revision()
 

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from llm_api.chat.store import database_url
+from llm_api.db.engine import database_url
 from tests.chat.conftest import pg_admin
 from tests.conftest import REPO, serve_gateway
 from tests.fakes import FakeEngine

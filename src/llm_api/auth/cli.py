@@ -34,7 +34,7 @@ async def _with_keys(settings: Settings, work: Callable[[KeyStore], Awaitable[in
         settings.database_url, settings.data_dir, busy_timeout=settings.database_busy_timeout
     )
     try:
-        return await work(KeyStore(store.engine))
+        return await work(KeyStore(store.db))
     finally:
         await store.close()
 

@@ -19,21 +19,21 @@ import asyncio
 import hmac
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_api.auth.keys import SCOPES, ApiKey, KeyStore
-from llm_api.auth.limits import Gate, KeyLimits, message_limit_error
+from llm_api.auth.keys import SCOPES, ApiKey
+from llm_api.auth.limits import message_limit_error
 from llm_api.chat.store import DEFAULT_OWNER
 from llm_api.errors import BadRequest, CsrfRejected, Forbidden, InvalidRequest, Unauthorized
 from llm_api.observability.context import current_request
-from llm_api.people.service import TOUCH_EVERY, People
+from llm_api.people.service import TOUCH_EVERY
 from llm_api.people.store import BrowserSession
-from llm_api.settings import Settings
+from llm_api.state import AppState, settings_of
 
 SESSION_COOKIE = "llm_api_session"
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer plg_…")
@@ -67,7 +67,7 @@ def _presented(bearer: HTTPAuthorizationCredentials | None, header: str | None) 
 
 
 async def _from_cookie(request: Request, token: str) -> Principal | None:
-    people = cast(People, request.state.people)
+    people = AppState.of(request).people
     session = await people.store.resolve_session(
         token, idle=people.idle, touch_every=TOUCH_EVERY, with_groups=False
     )
@@ -93,7 +93,7 @@ def client_address(request: Request) -> str | None:
 
 def check_origin(request: Request) -> None:
     """An ``Origin`` header, when sent, must be this site's or a configured CORS origin."""
-    settings = cast(Settings, request.app.state.settings)
+    settings = settings_of(request)
     origin = request.headers.get("origin")
     if origin is not None:
         own = f"{request.url.scheme}://{request.headers.get('host', '')}"
@@ -113,7 +113,7 @@ def check_csrf(request: Request, expected: str) -> None:
 
 
 async def authenticate(request: Request) -> Principal:
-    settings = cast(Settings, request.app.state.settings)
+    settings = settings_of(request)
     bearer, header = await _bearer(request), await _header(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and bearer is None and header is None:
@@ -125,7 +125,7 @@ async def authenticate(request: Request) -> Principal:
     if not settings.auth_required:
         return OPEN_ACCESS
     raw = _presented(bearer, header)
-    keys = cast(KeyStore, request.state.key_store)
+    keys = AppState.of(request).keys
     key = await keys.verify(raw) if raw else None
     if key is None:
         # One message for missing, unknown and revoked keys: nothing to probe with.
@@ -135,7 +135,7 @@ async def authenticate(request: Request) -> Principal:
     record = current_request()
     if record is not None:
         record.key_name = key.name
-    limits = cast(KeyLimits, request.state.key_limits)
+    limits = AppState.of(request).key_limits
     await limits.check_rate(key.name, key.rpm or settings.rate_limit_rpm)
     return Principal(key.name, key.scopes, key)
 
@@ -194,14 +194,14 @@ async def _take_slot(request: Request, principal: Principal) -> None:
     held = request.scope.get(_SLOTS)
     if held is None:
         raise RuntimeError("ReleaseSlots is not installed: a slot would never be released")
-    settings = cast(Settings, request.app.state.settings)
+    settings = settings_of(request)
     stack = AsyncExitStack()
     held.append(stack)
     if principal.key is not None:
-        limits = cast(KeyLimits, request.state.key_limits)
+        limits = AppState.of(request).key_limits
         cap = principal.key.max_streams or settings.max_streams_per_key
         await stack.enter_async_context(limits.stream(principal.name, cap))
-    gate = cast(Gate, request.state.engine_gate)
+    gate = AppState.of(request).engine_gate
     await stack.enter_async_context(gate.slot())
 
 
@@ -235,7 +235,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 async def health_access(request: Request) -> None:
     """``/ping`` is always open; ``/api/health`` too unless LLM_API_PUBLIC_HEALTH=false."""
-    settings = cast(Settings, request.app.state.settings)
+    settings = settings_of(request)
     if request.url.path == "/ping" or settings.public_health:
         return
     await authenticate(request)
@@ -246,7 +246,7 @@ health_access.required_scope = "any"  # type: ignore[attr-defined]  # read by th
 
 async def message_limits(request: Request) -> None:
     """422 (400 on /v1, as OpenAI answers) for too many messages or one over the size limit."""
-    settings = cast(Settings, request.app.state.settings)
+    settings = settings_of(request)
     error = BadRequest if request.url.path.startswith("/v1/") else InvalidRequest
     try:
         # The route's own parse (JsonRoute caches it): the guard checks what the route uses,

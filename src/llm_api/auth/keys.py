@@ -22,17 +22,17 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from llm_api.chat.store import UTCDateTime, utcnow
+from llm_api.db.database import Database
+from llm_api.db.errors import ErrorWords
+from llm_api.db.metadata import metadata
+from llm_api.db.types import UTCDateTime, utcnow
 from llm_api.errors import StoreUnavailable
 from llm_api.settings import Settings
 
@@ -44,8 +44,6 @@ SCOPES = ("chat", "email", "admin")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,63}$"
 # last_used is a write; once a minute per key and process is enough to be useful.
 _LAST_USED_EVERY = timedelta(minutes=1)
-
-metadata = MetaData()
 
 api_keys = Table(
     "api_keys",
@@ -63,6 +61,9 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     Index("ix_api_keys_name", "name"),
 )
+
+
+_WORDS = ErrorWords(unavailable="the key store is unavailable; retry shortly")
 
 
 class KeyAdminError(Exception):
@@ -113,10 +114,11 @@ def _row(row: object) -> ApiKey:
 
 
 class KeyStore:
-    """The ``api_keys`` table, on the conversation store's database (one migration chain)."""
+    """The ``api_keys`` table, on the conversation store's database (one migration chain,
+    one write path)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self._touched: dict[int, datetime] = {}
 
     async def create(
@@ -129,7 +131,7 @@ class KeyStore:
     ) -> tuple[str, ApiKey]:
         """A new key; the raw key is returned here and never stored or shown again."""
         raw = new_key()
-        async with self.engine.begin() as conn:
+        async with self.db.write(_WORDS) as conn:
             active = await conn.execute(
                 select(api_keys.c.id).where(api_keys.c.name == name, ~api_keys.c.revoked)
             )
@@ -153,17 +155,17 @@ class KeyStore:
         return raw, _row(row)
 
     async def list(self) -> list[ApiKey]:
-        async with self.engine.connect() as conn:
+        async with self.db.read(_WORDS) as conn:
             rows = await conn.execute(select(api_keys).order_by(api_keys.c.id))
             return [_row(r) for r in rows]
 
     async def active_count(self) -> int:
-        async with self.engine.connect() as conn:
+        async with self.db.read(_WORDS) as conn:
             rows = await conn.execute(select(api_keys.c.id).where(~api_keys.c.revoked))
             return len(rows.all())
 
     async def revoke(self, name: str) -> int:
-        async with self.engine.begin() as conn:
+        async with self.db.write(_WORDS) as conn:
             result = await conn.execute(
                 update(api_keys)
                 .where(api_keys.c.name == name, ~api_keys.c.revoked)
@@ -180,13 +182,10 @@ class KeyStore:
         if not raw.startswith(KEY_PREFIX) or len(raw) > 200:
             return None
         digest = hash_key(raw)
-        try:
-            async with self.engine.connect() as conn:
-                row = (
-                    await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
-                ).first()
-        except DBAPIError:
-            raise StoreUnavailable("the key store is unavailable; retry shortly") from None
+        async with self.db.read(_WORDS) as conn:
+            row = (
+                await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
+            ).first()
         if row is None or not hmac.compare_digest(bytes(row.key_hash), digest) or row.revoked:
             return None
         key = _row(row)
@@ -200,11 +199,11 @@ class KeyStore:
             return
         self._touched[key.id] = now
         try:
-            async with self.engine.begin() as conn:
+            async with self.db.write(_WORDS) as conn:
                 await conn.execute(
                     update(api_keys).where(api_keys.c.id == key.id).values(last_used_at=now)
                 )
-        except DBAPIError:
+        except StoreUnavailable:
             # Best effort: a locked database must not fail the request it describes.
             log.warning("could not record a key's last use", extra={"key_name": key.name})
 
@@ -222,7 +221,7 @@ def active_key_count(settings: Settings) -> int:
             from llm_api.people.store import PeopleStore  # noqa: PLC0415 - beside its only use
 
             admins = await PeopleStore(store.engine).active_admin_count()
-            return await KeyStore(store.engine).active_count() + admins
+            return await KeyStore(store.db).active_count() + admins
         finally:
             await store.close()
 

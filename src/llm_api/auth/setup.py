@@ -1,11 +1,12 @@
-"""Wiring for app.py: the security lifespan and the outer middleware (headers, CORS, hosts)."""
+"""Wiring for app.py: the security part of the lifespan and the outer middleware (headers,
+CORS, hosts)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -21,13 +22,11 @@ from llm_api.auth.limits import (
     SharedEngineGate,
     open_counters,
 )
-from llm_api.people.service import People
-from llm_api.people.store import PeopleStore
+from llm_api.db.database import Database
 from llm_api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
 
 # JSON and event streams never load anything: the strictest policy fits them.
 _STRICT_CSP = b"default-src 'none'; frame-ancestors 'none'"
@@ -47,32 +46,27 @@ def engine_gate(settings: Settings, counters: Counters) -> Gate:
     return EngineGate(settings.max_concurrent_requests, settings.max_queue, settings.queue_timeout)
 
 
-def with_security(settings: Settings, core: Lifespan) -> Lifespan:
-    """Around the core lifespan: the key store, per-key counters and the engine gate."""
+@dataclass(frozen=True, slots=True)
+class Security:
+    keys: KeyStore
+    key_limits: KeyLimits
+    engine_gate: Gate
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with core(app) as state:
-            counters = open_counters(settings.redis_url)
-            keys = KeyStore(state["session_store"].engine)
-            people = People(settings, PeopleStore(state["session_store"].engine))
-            if not settings.auth_required:
-                log.warning("API keys are not checked (LLM_API_AUTH=disabled)")
-            try:
-                yield {
-                    **state,
-                    "key_store": keys,
-                    "people": people,
-                    "key_limits": KeyLimits(
-                        counters, stream_ttl=int(settings.request_timeout) + 60
-                    ),
-                    "engine_gate": engine_gate(settings, counters),
-                }
-            finally:
-                await people.close()
-                await counters.close()
 
-    return lifespan
+@asynccontextmanager
+async def security(settings: Settings, db: Database) -> AsyncIterator[Security]:
+    """Lifespan part: the key store, per-key counters and the engine gate."""
+    counters = open_counters(settings.redis_url)
+    if not settings.auth_required:
+        log.warning("API keys are not checked (LLM_API_AUTH=disabled)")
+    try:
+        yield Security(
+            keys=KeyStore(db),
+            key_limits=KeyLimits(counters, stream_ttl=int(settings.request_timeout) + 60),
+            engine_gate=engine_gate(settings, counters),
+        )
+    finally:
+        await counters.close()
 
 
 class SecurityHeaders:

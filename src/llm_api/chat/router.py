@@ -13,9 +13,7 @@ from pydantic import ValidationError
 from starlette.types import Scope
 
 from llm_api.auth.guard import current_principal
-from llm_api.chat.schemas import ChatAnswer, ChatRequest
-from llm_api.chat.service import ChatReply
-from llm_api.deps import (
+from llm_api.chat.dependencies import (
     ChatServiceDep,
     OwnerDep,
     SettingsDep,
@@ -23,10 +21,13 @@ from llm_api.deps import (
     get_owner,
     get_settings,
 )
-from llm_api.errors import ApiError, json_response, note_api_error
+from llm_api.chat.schemas import ChatAnswer, ChatRequest
+from llm_api.chat.service import ChatReply
+from llm_api.errors import ApiError
 from llm_api.json_body import JsonRoute
 from llm_api.observability.context import note_usage
 from llm_api.observability.metrics import CONTEXT_TRUNCATIONS, UPSTREAM_ABORTS
+from llm_api.responses import json_response, note_api_error
 from llm_api.streaming import EventStream
 
 log = logging.getLogger(__name__)

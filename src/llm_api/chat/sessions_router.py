@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from llm_api.chat import export
+from llm_api.chat.dependencies import OwnerDep, SessionStoreDep
 from llm_api.chat.schemas import SESSION_ID_PATTERN, SessionList, SessionPublic, SessionUpdate
-from llm_api.deps import OwnerDep, SessionStoreDep
-from llm_api.errors import json_response
 from llm_api.json_body import JsonRoute
+from llm_api.responses import json_response
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"], route_class=JsonRoute)
 

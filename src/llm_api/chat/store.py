@@ -1,4 +1,4 @@
-"""Conversations in a database: one row per session, one row per message.
+"""The conversation repository: sessions and their messages, every query scoped by owner.
 
 SQLAlchemy Core on an async engine: SQLite (aiosqlite, the default: a file in the data
 directory, WAL, ``synchronous=FULL``, a busy timeout) or PostgreSQL (asyncpg). Every query
@@ -9,7 +9,7 @@ The hot write, a new turn in an existing session, is one statement (see
 :meth:`SessionStore.append_turn`): every statement and every ``BEGIN``/``COMMIT`` costs a
 round trip to PostgreSQL or a hop to a driver thread, and those, not the durable commit
 itself, were most of a turn's latency. On SQLite the hot writes (turns, replies' ends,
-lease renewals, titles) are group-committed by :class:`~llm_api.chat.sqlite_writer.SqliteWriter`:
+lease renewals, titles) are group-committed by :class:`~llm_api.db.writer.SqliteWriter`:
 the writes that queue while one batch commits share the next, one thread hop and one
 ``fsync`` per batch, so a burst of clients no longer forms a convoy behind the write lock.
 
@@ -20,31 +20,18 @@ whole, so nothing is ever half-written.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    ForeignKey,
-    Index,
     Integer,
-    MetaData,
     String,
-    Table,
     Text,
-    TypeDecorator,
-    UniqueConstraint,
     and_,
     bindparam,
     delete,
@@ -56,276 +43,83 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import BindParameter, ClauseElement, TextClause
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from llm_api.chat import search
-from llm_api.chat.sqlite_writer import Job, SqliteWriter
-from llm_api.errors import Conflict, InvalidRequest, SessionNotFound, StoreUnavailable
+from llm_api.chat.records import (
+    LeaseRenewal,
+    NewMessage,
+    SessionHistory,
+    SessionInfo,
+    SessionPage,
+    StoredMessage,
+    TurnRecord,
+    decode_cursor,
+    encode_cursor,
+)
+from llm_api.chat.tables import (
+    COMPLETE,
+    DEFAULT_LEASE,
+    DEFAULT_OWNER,
+    ERROR,
+    INTERRUPTED,
+    STREAMING,
+    messages,
+    sessions,
+)
+from llm_api.db.database import Database
+from llm_api.db.engine import SQLITE_FILE, database_url
+from llm_api.db.errors import ErrorWords
+from llm_api.db.types import UTCDateTime, utcnow
+from llm_api.db.writer import Job, SqliteWriter, compiled_statement, positional_params
+from llm_api.errors import Conflict, SessionNotFound
+
+__all__ = [
+    "COMPLETE",
+    "DEFAULT_LEASE",
+    "DEFAULT_OWNER",
+    "ERROR",
+    "INTERRUPTED",
+    "SQLITE_FILE",
+    "STREAMING",
+    "LeaseRenewal",
+    "NewMessage",
+    "SessionHistory",
+    "SessionInfo",
+    "SessionPage",
+    "SessionStore",
+    "StoredMessage",
+    "open_store",
+    "utcnow",
+]
 
 T = TypeVar("T")
 
-DEFAULT_OWNER = "default"
-SQLITE_FILE = "llm_api.sqlite3"
-
-STREAMING = "streaming"
-COMPLETE = "complete"
-INTERRUPTED = "interrupted"
-ERROR = "error"
-
-# How long a streaming reply counts as alive without a renewal of its lease, by default.
-DEFAULT_LEASE = timedelta(seconds=10)
-
-_WAL_CHECKPOINT_PAGES = 100
-
-# Key for pg_advisory_xact_lock around migrations (any constant shared by all workers).
-_MIGRATION_LOCK_KEY = 0x6C6C6D5F617069
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out; SQLite keeps no zone, so one is attached on read."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
-
-metadata = MetaData()
-
-sessions = Table(
-    "sessions",
-    metadata,
-    Column("pk", _BigId, primary_key=True, autoincrement=True),
-    Column("id", String(80), nullable=False),
-    Column("owner", String(200), nullable=False),
-    Column("title", String(200), nullable=True),
-    Column("language", String(16), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("owner", "id", name="uq_sessions_owner_id"),
-    Index("ix_sessions_owner_updated", "owner", "updated_at", "pk"),
-    Index("ix_sessions_updated", "updated_at"),
+_WORDS = ErrorWords(
+    unavailable="the conversation store is unavailable; retry shortly",
+    conflict="another request changed this conversation at the same time; retry",
 )
-
-messages = Table(
-    "messages",
-    metadata,
-    Column("pk", _BigId, primary_key=True, autoincrement=True),
-    Column("session_pk", _BigId, ForeignKey("sessions.pk", ondelete="CASCADE"), nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("content", Text, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("token_count", Integer, nullable=True),
-    # Until when the worker streaming this reply vouches that it is alive (it renews the
-    # lease every few seconds); a ``streaming`` row past its lease belongs to a dead worker.
-    Column("lease_until", UTCDateTime(), nullable=True),
-    UniqueConstraint("session_pk", "seq", name="uq_messages_session_seq"),
-    Index("ix_messages_status", "status"),
-)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# --- values handed out ----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    pk: int
-    seq: int
-    role: str
-    content: str
-    status: str
-    created_at: datetime
-    token_count: int | None
-    lease_until: datetime | None = None
-
-    def is_live(self, now: datetime) -> bool:
-        """Still being streamed by a live worker (``streaming`` and its lease not run out)."""
-        return self.status == STREAMING and self.lease_until is not None and self.lease_until > now
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    id: str
-    title: str | None
-    language: str
-    created_at: datetime
-    updated_at: datetime
-    message_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class SessionHistory:
-    info: SessionInfo
-    messages: list[StoredMessage]
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    role: str
-    content: str
-    token_count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRenewal:
-    """A streaming reply's lease to extend, with its text so far when new text arrived."""
-
-    pk: int
-    content: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRecord:
-    assistant_pk: int
-    created_session: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPage:
-    sessions: list[SessionInfo]
-    next_cursor: str | None
-
-
-# --- cursors ----------------------------------------------------------------------------------
-def encode_cursor(updated_at: datetime, pk: int) -> str:
-    raw = f"{updated_at.astimezone(UTC).isoformat()}|{pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, pk = raw.split("|")
-        when = datetime.fromisoformat(stamp)
-        key = int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        when = None
-    if when is None or when.tzinfo is None:
-        raise InvalidRequest("before: not a cursor this API gave out", param="before")
-    return when, key
-
-
-# --- engines ----------------------------------------------------------------------------------
-def database_url(configured: str | None, data_dir: Path) -> str:
-    if configured:
-        if configured.startswith("postgresql://"):
-            return "postgresql+asyncpg://" + configured.removeprefix("postgresql://")
-        return configured
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{(data_dir / SQLITE_FILE).resolve()}"
-
-
-def create_store_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
-        configure_sqlite(engine, busy_timeout)
-        return engine
-    return create_async_engine(
-        url,
-        pool_pre_ping=True,
-        connect_args={"timeout": busy_timeout, "command_timeout": max(busy_timeout, 5.0)},
-    )
-
-
-def sqlite_pragmas(connection: Any, busy_timeout: float) -> None:
-    """Every store connection's settings (a ``sqlite3`` connection, or aiosqlite's adapter)."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    # The commit that fills the WAL to this many pages copies it back into the database
-    # (a checkpoint), inside that request. At SQLite's default of 1,000 pages that was a
-    # 5-9 ms commit every ~90 turns, the whole p99 of a turn's append; at 100 it is
-    # ~1.5 ms every ~9 commits (append p50 +0.3 ms, max 9 -> 2.6 ms measured).
-    cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def configure_sqlite(engine: AsyncEngine, busy_timeout: float) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Transactions are begun by the "begin" hook below, not by the driver.
-        dbapi_connection.isolation_level = None
-        sqlite_pragmas(dbapi_connection, busy_timeout)
-        search.register_sqlite(dbapi_connection)
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        options = connection.get_execution_options()
-        if options.get("store_autocommit", False):
-            return  # each statement is its own transaction (see SessionStore._autocommit)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("store_write") else "BEGIN")
-
-
-_UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}  # connection, resources (disk full), shutdown
-_UNAVAILABLE_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock timeout
-
-
-def is_unavailable(exc: DBAPIError) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
-        return True
-    sqlstate = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
-    return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
-
-
-@contextmanager
-def _guard() -> Iterator[None]:
-    try:
-        yield
-    except (IntegrityError, sqlite3.IntegrityError):
-        raise Conflict(
-            "another request changed this conversation at the same time; retry"
-        ) from None
-    except DBAPIError as exc:
-        if is_unavailable(exc):
-            raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
-        raise
-    # sqlite3's own errors come from the group-committing writer (locked, full, I/O).
-    except (OSError, TimeoutError, sqlite3.OperationalError):
-        raise StoreUnavailable("the conversation store is unavailable; retry shortly") from None
 
 
 class SessionStore:
-    """Sessions and their messages; every method takes the owner it acts for."""
+    """Sessions and their messages; every method takes the owner it acts for.
 
-    def __init__(self, engine: AsyncEngine, *, busy_timeout: float = 5.0) -> None:
-        self.engine = engine
-        # SQLite has one writer at a time. This process's writers queue here, in order,
-        # rather than in SQLite's busy handler, which sleeps with a back-off of up to
-        # 100 ms a try and so turns a burst of turns into a convoy. Writers in other
-        # processes (several workers) still meet the busy timeout.
-        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        # The hot writes (turns, replies' ends, leases, titles) go through a group-committing
-        # writer of their own on SQLite; the rest (migrations, deletes, renames, the rare
-        # turn shapes) through SQLAlchemy, under the same lock.
-        self._batched: SqliteWriter | None = None
-        if self._writer is not None:
-            self._batched = SqliteWriter(
-                str(engine.url.database),
-                busy_timeout=busy_timeout,
-                lock=self._writer,
-                configure=functools.partial(sqlite_pragmas, busy_timeout=busy_timeout),
-            )
+    Writes go through the process's one :class:`~llm_api.db.database.Database` write path:
+    the hot ones (turns, replies' ends, leases, titles) through SQLite's group-committing
+    writer, the rest (deletes, renames, the rare turn shapes) through SQLAlchemy, under the
+    same lock.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.engine = db.engine
+        self._batched = db.sqlite_writer
+        if db.dialect == "sqlite" and not event.contains(
+            db.engine.sync_engine, "connect", _register_search
+        ):
+            # The search's folding function, on every connection SQLAlchemy opens from now.
+            event.listen(db.engine.sync_engine, "connect", _register_search)
 
     @property
     def sqlite_writer(self) -> SqliteWriter | None:
@@ -334,66 +128,27 @@ class SessionStore:
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self.db.dialect
 
     async def close(self) -> None:
-        if self._batched is not None:
-            await self._batched.close()
-        await self.engine.dispose()
+        await self.db.close()
 
     async def _batch(self, job: Job[T]) -> T:
-        assert self._batched is not None  # noqa: S101 - callers check the dialect
-        with _guard():
-            return await self._batched.run(job)
+        return await self.db.batch(job, _WORDS)
 
-    @asynccontextmanager
-    async def _one_writer(self) -> AsyncIterator[None]:
-        if self._writer is None:
-            yield
-            return
-        async with self._writer:
-            yield
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.db.write(_WORDS)
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with _guard():
-            async with self._one_writer(), self.engine.connect() as conn:
-                await conn.execution_options(store_write=True)
-                async with conn.begin():
-                    yield conn
+    def _autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.db.autocommit(_WORDS)
 
-    @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection on which each statement commits on its own, durably.
-
-        For writes that are a single statement: no ``BEGIN``/``COMMIT`` round trips. On
-        SQLite the driver already runs in autocommit mode and only the ``BEGIN`` of the
-        begin hook is left out; a writing statement takes the write lock (waiting on the
-        busy timeout) before it reads, as ``BEGIN IMMEDIATE`` would.
-        """
-        with _guard():
-            async with self._one_writer(), self.engine.connect() as conn:
-                if self.dialect == "sqlite":
-                    await conn.execution_options(store_autocommit=True)
-                else:
-                    await conn.execution_options(isolation_level="AUTOCOMMIT")
-                yield conn
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with _guard():
-            async with self.engine.connect() as conn, conn.begin():
-                yield conn
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.db.read(_WORDS)
 
     # --- start-up ---------------------------------------------------------------------------
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration; concurrent workers wait for each other."""
-        from llm_api.chat.migrate import upgrade  # noqa: PLC0415 - alembic loads only here
-
-        async with self._write() as conn:
-            if self.dialect == "postgresql":
-                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
-            await conn.run_sync(upgrade)
+        """Bring the schema to the newest migration (see :meth:`Database.migrate`)."""
+        await self.db.migrate()
 
     async def recover_interrupted(self, now: datetime | None = None) -> int:
         """Mark replies a dead worker left ``streaming`` as ``interrupted``; returns how many.
@@ -421,8 +176,8 @@ class SessionStore:
             return
         rows = [{"b_pk": r.pk, "b_content": r.content, "b_until": until} for r in renewals]
         if self._batched is not None:
-            compiled = _compiled(_RENEW_LEASE, self.engine.dialect)
-            params = [_params(compiled, row) for row in rows]
+            compiled = compiled_statement(_RENEW_LEASE, self.engine.dialect)
+            params = [positional_params(compiled, row) for row in rows]
             await self._batch(lambda c: c.executemany(compiled[0], params).close())
             return
         async with self._write() as conn:
@@ -705,9 +460,14 @@ class SessionStore:
             lease_until=lease_until,
         )
         values["language"] = language
-        created = _compiled(_CREATE_SESSION, self.engine.dialect)
-        append = _compiled(_append_statement("sqlite", len(new_messages) + 1), self.engine.dialect)
-        session_params, turn_params = _params(created, values), _params(append, values)
+        created = compiled_statement(_CREATE_SESSION, self.engine.dialect)
+        append = compiled_statement(
+            _append_statement("sqlite", len(new_messages) + 1), self.engine.dialect
+        )
+        session_params, turn_params = (
+            positional_params(created, values),
+            positional_params(append, values),
+        )
 
         def job(connection: sqlite3.Connection) -> list[Any] | None:
             if not connection.execute(created[0], session_params).fetchall():
@@ -728,8 +488,8 @@ class SessionStore:
         SQLAlchemy still compiles the statement and formats its values (so dates are stored
         exactly as everywhere else); :func:`_guard` maps sqlite3's errors.
         """
-        compiled = _compiled(statement, self.engine.dialect)
-        sql, params = compiled[0], _params(compiled, values)
+        compiled = compiled_statement(statement, self.engine.dialect)
+        sql, params = compiled[0], positional_params(compiled, values)
         rows = await self._batch(lambda c: c.execute(sql, params).fetchall())
         return [tuple(row) for row in rows]
 
@@ -747,10 +507,10 @@ class SessionStore:
             for key, count in (token_counts or {}).items()
         ]
         if self._batched is not None:
-            finish = _compiled(_FINISH, self.engine.dialect)
-            cache = _compiled(_CACHE_TOKEN_COUNTS, self.engine.dialect)
-            finish_params = _params(finish, end)
-            count_params = [_params(cache, row) for row in counts]
+            finish = compiled_statement(_FINISH, self.engine.dialect)
+            cache = compiled_statement(_CACHE_TOKEN_COUNTS, self.engine.dialect)
+            finish_params = positional_params(finish, end)
+            count_params = [positional_params(cache, row) for row in counts]
 
             def job(connection: sqlite3.Connection) -> None:
                 connection.execute(finish[0], finish_params)
@@ -770,8 +530,8 @@ class SessionStore:
     async def set_title_if_missing(self, owner: str, session_id: str, title: str) -> bool:
         values = {"b_owner": owner, "b_session_id": session_id, "b_title": title}
         if self._batched is not None:
-            compiled = _compiled(_SET_TITLE, self.engine.dialect)
-            params = _params(compiled, values)
+            compiled = compiled_statement(_SET_TITLE, self.engine.dialect)
+            params = positional_params(compiled, values)
             changed = await self._batch(lambda c: c.execute(compiled[0], params).rowcount)
             return bool(changed)
         async with self._write() as conn:
@@ -922,33 +682,6 @@ def _append_statement(dialect: str, count: int) -> TextClause:
     return text(sql).bindparams(*typed)
 
 
-_Processor = Callable[[Any], Any]
-_GIVEN = object()  # a parameter the caller supplies, as opposed to a literal in the statement
-_Compiled = tuple[str, tuple[tuple[str, _Processor | None, Any], ...]]
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled(statement: ClauseElement, dialect: Dialect) -> _Compiled:
-    """The statement's SQL for a positional-parameter dialect, and its parameters in order,
-    each with the conversion its SQLAlchemy type applies (dates become text on SQLite) and,
-    for a literal of the statement itself (``status == 'streaming'``), its value."""
-    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-    order = []
-    for name in compiled.positiontup or ():
-        bind = compiled.binds[name]
-        value = _GIVEN if bind.required else bind.effective_value
-        order.append((name, bind.type.bind_processor(dialect), value))
-    return compiled.string, tuple(order)
-
-
-def _params(compiled: _Compiled, values: dict[str, Any]) -> tuple[Any, ...]:
-    out = []
-    for name, convert, literal in compiled[1]:
-        value = values[name] if literal is _GIVEN else literal
-        out.append(value if convert is None else convert(value))
-    return tuple(out)
-
-
 def _turn_values(
     owner: str,
     session_id: str,
@@ -1032,6 +765,10 @@ _SET_TITLE = (
 )
 
 
+def _register_search(dbapi_connection: Any, _record: Any) -> None:
+    search.register_sqlite(dbapi_connection)
+
+
 def _message(row: Any) -> StoredMessage:
     return StoredMessage(
         pk=row.pk,
@@ -1053,10 +790,8 @@ async def open_store(url: str | None, data_dir: Path, *, busy_timeout: float = 5
     touches only replies whose lease has run out: another worker's live stream is left alone
     (the chat service's sweep catches a dead worker's replies whose lease runs out later).
     """
-    store = SessionStore(
-        create_store_engine(database_url(url, data_dir), busy_timeout=busy_timeout),
-        busy_timeout=busy_timeout,
-    )
+    db = Database.connect(database_url(url, data_dir), busy_timeout=busy_timeout)
+    store = SessionStore(db)
     try:
         await store.migrate()
         await store.recover_interrupted()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from llm_api.deps import EmailServiceDep
+from fastapi import APIRouter, Depends, Request
+
 from llm_api.email.schemas import (
     SummarizeRequest,
     SummaryPublic,
@@ -13,9 +14,18 @@ from llm_api.email.schemas import (
     TitlePublic,
     TitleRequest,
 )
+from llm_api.email.service import EmailService
 from llm_api.json_body import JsonRoute
+from llm_api.state import AppState
 
 router = APIRouter(tags=["email"], route_class=JsonRoute)
+
+
+async def get_email_service(request: Request) -> EmailService:
+    return AppState.of(request).email
+
+
+EmailServiceDep = Annotated[EmailService, Depends(get_email_service)]
 
 _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     413: {"description": "The email is longer than LLM_API_MAX_EMAIL_CHARS"},

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from llm_api.deps import HealthServiceDep
-from llm_api.errors import json_response
+from llm_api.health.service import HealthService
+from llm_api.responses import json_response
+from llm_api.state import AppState
 
 router = APIRouter(tags=["health"])
+
+
+async def get_health_service(request: Request) -> HealthService:
+    return AppState.of(request).health
+
+
+HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
 class HealthPublic(BaseModel):

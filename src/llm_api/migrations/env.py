@@ -5,11 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from llm_api.chat.store import metadata
+from llm_api.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
-    raise TypeError("run migrations through llm_api.chat.migrate.upgrade()")
+    raise TypeError("run migrations through llm_api.db.migrate.upgrade()")
 
 context.configure(
     connection=connection,

@@ -20,7 +20,8 @@ from llm_api.observability.context import (
     request_id_from,
     unbind_request,
 )
-from llm_api.observability.request_log import RequestLog, RequestLogEntry
+from llm_api.observability.request_log import RequestLogEntry
+from llm_api.state import STATE_KEY, AppState
 
 access_log = logging.getLogger("llm_api.access")
 
@@ -147,10 +148,9 @@ def _finish(scope: Scope, record: RequestRecord) -> None:
         metrics.child(metrics.COMPLETION_TOKENS, route).inc(record.completion_tokens)
 
     error = status >= 500 or record.stream_error
-    state = scope.get("state") or {}
-    request_log = state.get("request_log")
-    if isinstance(request_log, RequestLog) and counts_as_api_request(route):
-        request_log.add(
+    app_state = (scope.get("state") or {}).get(STATE_KEY)
+    if isinstance(app_state, AppState) and counts_as_api_request(route):
+        app_state.request_log.add(
             RequestLogEntry(
                 ts=record.started_wall,
                 request_id=record.request_id,

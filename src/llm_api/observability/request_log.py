@@ -20,19 +20,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Float,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     delete,
@@ -40,22 +37,24 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llm_api.chat.store import SessionStore, create_store_engine
+from llm_api.db.database import Database
+from llm_api.db.errors import ErrorWords
+from llm_api.db.metadata import metadata
+from llm_api.db.types import BigId
+from llm_api.errors import Conflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 24 * 3600
 
-metadata = MetaData()
-
-_RowId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+_WORDS = ErrorWords(unavailable="the request log is unavailable; retry shortly")
 
 request_log = Table(
     "obs_request_log",
     metadata,
-    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),  # unix seconds when the request arrived
     Column("request_id", String(128), nullable=False),
     Column("route", String(200), nullable=False),
@@ -73,7 +72,7 @@ request_log = Table(
 engine_health = Table(
     "obs_engine_health",
     metadata,
-    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
     Column("healthy", Boolean, nullable=False),
     Index("ix_obs_engine_health_ts", "ts"),
@@ -107,34 +106,25 @@ class RequestStats:
 class RequestLog:
     def __init__(
         self,
-        url: str,
+        db: Database,
         *,
         flush_seconds: float = 1.0,
         retention_seconds: float = 7 * DAY_SECONDS,
-        busy_timeout: float = 5.0,
     ) -> None:
-        self._url = url
+        self._db = db
         self._flush_seconds = flush_seconds
         self._retention = retention_seconds
-        self._busy_timeout = busy_timeout
         self._pending: list[RequestLogEntry] = []
         self._pending_health: list[dict[str, Any]] = []
-        self._engine: AsyncEngine | None = None
+        self._open = False
         self._flusher: asyncio.Task[None] | None = None
         self._last_prune = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
-        # The store's engine settings (WAL and busy timeout on SQLite; write transactions
-        # that take the lock up front) and its migration: the same database, the same rules.
-        engine = create_store_engine(self._url, busy_timeout=self._busy_timeout)
-        try:
-            # Idempotent, and serialized across workers (advisory lock / SQLite write lock).
-            await SessionStore(engine).migrate()
-        except BaseException:
-            await engine.dispose()
-            raise
-        self._engine = engine
+        # Idempotent, and serialized across workers (advisory lock / SQLite write lock).
+        await self._db.migrate()
+        self._open = True
         self._flusher = asyncio.create_task(self._flush_forever(), name="request-log-flush")
 
     async def close(self) -> None:
@@ -143,25 +133,20 @@ class RequestLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
-        if self._engine is not None:
+        if self._open:
             await self.flush()
-            await self._engine.dispose()
-            self._engine = None
+            self._open = False
 
     @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
+    def db(self) -> Database:
+        if not self._open:
             raise RuntimeError("RequestLog used before open()")
-        return self._engine
+        return self._db
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            # On SQLite: BEGIN IMMEDIATE (the store's hook), so a batch queues for the write
-            # lock under busy_timeout instead of failing on a lock upgrade.
-            await conn.execution_options(store_write=True)
-            async with conn.begin():
-                yield conn
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        # The database's one write path: on SQLite BEGIN IMMEDIATE behind the same lock as
+        # the conversation store's writes, so a batch never meets them in the busy handler.
+        return self.db.write(_WORDS)
 
     # --- writing --------------------------------------------------------------------------
     def add(self, entry: RequestLogEntry) -> None:
@@ -182,7 +167,7 @@ class RequestLog:
                     await conn.execute(insert(request_log), [_row(e) for e in entries])
                 if health:
                     await conn.execute(insert(engine_health), health)
-        except Exception:
+        except (StoreUnavailable, Conflict):
             # Metrics must never take the API down: keep the rows for the next try, bounded.
             log.warning("request log flush failed; will retry", exc_info=True)
             self._pending = (entries + self._pending)[-100_000:]
@@ -193,7 +178,7 @@ class RequestLog:
             self._last_prune = now
             try:
                 await self._prune(now - self._retention)
-            except Exception:
+            except (StoreUnavailable, Conflict):
                 # Same rule as above; an escaped error here would end the flusher task.
                 log.warning("request log pruning failed; will retry", exc_info=True)
 
@@ -205,7 +190,12 @@ class RequestLog:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self._flush_seconds)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:
+                # A bug, not an outage (those are kept and retried above): say so loudly,
+                # but keep flushing the requests that follow.
+                log.exception("request log flush failed")
 
     # --- reading --------------------------------------------------------------------------
     async def stats(
@@ -216,7 +206,7 @@ class RequestLog:
         now = now or time.time()
         since = now - window
         t = request_log.c
-        async with self.engine.connect() as conn:
+        async with self.db.read(_WORDS) as conn:
             row = (
                 await conn.execute(
                     select(

@@ -8,21 +8,22 @@ that is why it has a router of its own.
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from llm_api.errors import json_response
 from llm_api.observability.metrics import exposition
 from llm_api.observability.service import MetricsService, snapshot_body
+from llm_api.responses import json_response
+from llm_api.state import AppState
 
 router = APIRouter(tags=["observability"])
 prometheus_router = APIRouter(tags=["observability"])
 
 
 async def get_metrics_service(request: Request) -> MetricsService:
-    return cast(MetricsService, request.state.metrics_service)
+    return AppState.of(request).metrics
 
 
 MetricsServiceDep = Annotated[MetricsService, Depends(get_metrics_service)]

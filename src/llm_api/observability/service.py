@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from llm_api.chat.store import database_url
+from llm_api.db.database import Database
+from llm_api.db.engine import database_url
 from llm_api.engine.client import EngineClient
 from llm_api.observability import metrics
 from llm_api.observability.request_log import DAY_SECONDS, RequestLog
@@ -114,19 +115,40 @@ async def _sample_engine_health(
         await asyncio.sleep(every)
 
 
+@dataclass(frozen=True, slots=True)
+class Observability:
+    request_log: RequestLog
+    metrics: MetricsService
+
+
 @asynccontextmanager
 async def observability(
-    settings: Settings, engine: EngineClient, active_sessions: ActiveSessions | None = None
-) -> AsyncIterator[dict[str, Any]]:
-    """Lifespan part: the request log, the health sampler, the metrics service."""
+    settings: Settings,
+    engine: EngineClient,
+    db: Database,
+    active_sessions: ActiveSessions | None = None,
+) -> AsyncIterator[Observability]:
+    """Lifespan part: the request log, the health sampler, the metrics service.
+
+    The request log lives in the conversation store's database (``db``, sharing its write
+    path) unless LLM_API_REQUEST_LOG_URL names another one, which then gets its own.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = request_log_url(settings)
+    own_db = None
+    if url != database_url(settings.database_url, settings.data_dir):
+        own_db = db = Database.connect(url, busy_timeout=settings.database_busy_timeout)
     request_log = RequestLog(
-        request_log_url(settings),
+        db,
         flush_seconds=settings.request_log_flush_seconds,
         retention_seconds=settings.request_log_retention_days * DAY_SECONDS,
-        busy_timeout=settings.database_busy_timeout,
     )
-    await request_log.open()
+    try:
+        await request_log.open()
+    except BaseException:
+        if own_db is not None:
+            await own_db.close()
+        raise
     gpu = GpuProbe()
     prime_cpu_percent()
     sampler = asyncio.create_task(
@@ -134,12 +156,13 @@ async def observability(
         name="engine-health-sampler",
     )
     try:
-        service = MetricsService(request_log, gpu, active_sessions)
-        yield {"request_log": request_log, "metrics_service": service}
+        yield Observability(request_log, MetricsService(request_log, gpu, active_sessions))
     finally:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
         await request_log.close()
+        if own_db is not None:
+            await own_db.close()
         await asyncio.to_thread(gpu.close)
         metrics.worker_exited(os.getpid())

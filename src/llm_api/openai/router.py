@@ -6,7 +6,7 @@ not FastAPI's 422) in the shared error envelope, before the engine is called.
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -14,11 +14,13 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.types import Scope
 
-from llm_api.errors import BadRequest, UnsupportedParameter, json_response
+from llm_api.errors import BadRequest, UnsupportedParameter
 from llm_api.json_body import JsonRoute
 from llm_api.observability.context import RequestRecord, current_request, request_id_from
 from llm_api.openai.schemas import ChatCompletionRequest
 from llm_api.openai.service import OpenAIRelay
+from llm_api.responses import json_response
+from llm_api.state import AppState
 from llm_api.streaming import RelayedStream
 
 router = APIRouter(tags=["openai"], route_class=JsonRoute)
@@ -27,7 +29,7 @@ router = APIRouter(tags=["openai"], route_class=JsonRoute)
 async def get_openai_relay(request: Request) -> OpenAIRelay:
     # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hand-off
     # per request that showed up in the relay's CPU profile.
-    return cast(OpenAIRelay, request.state.openai_relay)
+    return AppState.of(request).openai
 
 
 OpenAIRelayDep = Annotated[OpenAIRelay, Depends(get_openai_relay)]

@@ -20,18 +20,11 @@ import orjson
 
 from llm_api.engine.client import EngineClient, JsonObject
 from llm_api.engine.models import ModelCatalog
-from llm_api.errors import (
-    ApiError,
-    BadRequest,
-    EngineBadResponse,
-    EngineRejected,
-    ModelNotFound,
-    error_body,
-    note_api_error,
-)
+from llm_api.errors import ApiError, BadRequest, EngineBadResponse, EngineRejected, ModelNotFound
 from llm_api.observability import metrics
 from llm_api.observability.context import RequestRecord
 from llm_api.openai.schemas import ChatCompletionRequest
+from llm_api.responses import error_body, note_api_error
 
 log = logging.getLogger(__name__)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from llm_api.people.service import People
+from llm_api.state import AppState
 
 
 async def get_people(request: Request) -> People:
-    return cast(People, request.state.people)
+    return AppState.of(request).people
 
 
 PeopleDep = Annotated[People, Depends(get_people)]

@@ -1,7 +1,7 @@
 """The people tables, on the conversation store's database (one migration chain: 0006).
 
-Kept in their own MetaData until the shared ``db`` package lands; the migration
-``0006_people`` creates them.
+Defined on the shared MetaData (llm_api.db.metadata); the migration ``0006_people``
+creates them.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-from llm_api.chat.store import UTCDateTime
-
-metadata = MetaData()
+from llm_api.db.metadata import metadata
+from llm_api.db.types import UTCDateTime
 
 users = Table(
     "users",

@@ -10,12 +10,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from llm_api.chat.store import UTCDateTime
-
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+
+def _timestamp() -> sa.DateTime:
+    # Frozen here: the app's UTCDateTime only converts values; its column type is this one.
+    return sa.DateTime(timezone=True)
+
 
 _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -28,8 +32,8 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(200), nullable=False),
         sa.Column("title", sa.String(200), nullable=True),
         sa.Column("language", sa.String(16), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("created_at", _timestamp(), nullable=False),
+        sa.Column("updated_at", _timestamp(), nullable=False),
         sa.UniqueConstraint("owner", "id", name="uq_sessions_owner_id"),
     )
     op.create_index("ix_sessions_owner_updated", "sessions", ["owner", "updated_at", "pk"])
@@ -47,7 +51,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("created_at", _timestamp(), nullable=False),
         sa.Column("token_count", sa.Integer(), nullable=True),
         sa.UniqueConstraint("session_pk", "seq", name="uq_messages_session_seq"),
     )

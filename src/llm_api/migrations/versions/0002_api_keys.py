@@ -10,12 +10,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from llm_api.chat.store import UTCDateTime
-
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+
+def _timestamp() -> sa.DateTime:
+    # Frozen here: the app's UTCDateTime only converts values; its column type is this one.
+    return sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -28,10 +31,10 @@ def upgrade() -> None:
         sa.Column("scopes", sa.String(200), nullable=False),
         sa.Column("rpm", sa.Integer(), nullable=True),
         sa.Column("max_streams", sa.Integer(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("last_used_at", UTCDateTime(), nullable=True),
+        sa.Column("created_at", _timestamp(), nullable=False),
+        sa.Column("last_used_at", _timestamp(), nullable=True),
         sa.Column("revoked", sa.Boolean(), nullable=False),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", _timestamp(), nullable=True),
     )
     op.create_index("ix_api_keys_name", "api_keys", ["name"])
 

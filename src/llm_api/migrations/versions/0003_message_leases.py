@@ -14,16 +14,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from llm_api.chat.store import UTCDateTime
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 
+def _timestamp() -> sa.DateTime:
+    # Frozen here: the app's UTCDateTime only converts values; its column type is this one.
+    return sa.DateTime(timezone=True)
+
+
 def upgrade() -> None:
-    op.add_column("messages", sa.Column("lease_until", UTCDateTime(), nullable=True))
+    op.add_column("messages", sa.Column("lease_until", _timestamp(), nullable=True))
 
 
 def downgrade() -> None:

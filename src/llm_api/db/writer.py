@@ -16,11 +16,16 @@ so durability is what ``synchronous=FULL`` gives a single commit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
@@ -168,3 +173,31 @@ def _fail(jobs: list[_Pending[Any]], error: BaseException) -> None:
     for pending in jobs:
         pending.value = None
         pending.error = error
+
+
+# --- statements for the writer's own connection -------------------------------------------
+Processor = Callable[[Any], Any]
+_GIVEN = object()  # a parameter the caller supplies, as opposed to a literal in the statement
+Compiled = tuple[str, tuple[tuple[str, Processor | None, Any], ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_statement(statement: ClauseElement, dialect: Dialect) -> Compiled:
+    """The statement's SQL for a positional-parameter dialect, and its parameters in order,
+    each with the conversion its SQLAlchemy type applies (dates become text on SQLite) and,
+    for a literal of the statement itself (``status == 'streaming'``), its value."""
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+    order = []
+    for name in compiled.positiontup or ():
+        bind = compiled.binds[name]
+        value = _GIVEN if bind.required else bind.effective_value
+        order.append((name, bind.type.bind_processor(dialect), value))
+    return compiled.string, tuple(order)
+
+
+def positional_params(compiled: Compiled, values: dict[str, Any]) -> tuple[Any, ...]:
+    out = []
+    for name, convert, literal in compiled[1]:
+        value = values[name] if literal is _GIVEN else literal
+        out.append(value if convert is None else convert(value))
+    return tuple(out)

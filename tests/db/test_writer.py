@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_api.chat.sqlite_writer import SqliteWriter
-from llm_api.chat.store import sqlite_pragmas
+from llm_api.db.engine import sqlite_pragmas
+from llm_api.db.writer import SqliteWriter
 
 
 @pytest.fixture
