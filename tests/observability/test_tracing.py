@@ -172,15 +172,16 @@ async def test_spans_for_requests_and_engine_calls_reach_the_collector(
         assert attrs["http.route"] == "/v1/chat/completions"
         assert status_of(attrs) == 200
         in_trace = [span for _, span in spans if span.trace_id == server.trace_id]
-        # The request's span and its engine calls (the chat call; /v1/models when the
-        # model catalog looks the served model up): no per-chunk send/receive spans.
+        # The request's span and its engine calls (the chat call; /v1/models and, on
+        # llama-server, /props when the model catalog looks the served model and its
+        # per-slot context up): no per-chunk send/receive spans.
         assert [span.kind for span in in_trace].count(SERVER) == 1
         engine_calls = [span for span in in_trace if span.kind == CLIENT]
         assert len(engine_calls) == len(in_trace) - 1
         assert all(span.parent_span_id == server.span_id for span in engine_calls)
         urls = [url_of(attributes(span.attributes)) for span in engine_calls]
         assert urls.count(chat_url) == 1, urls
-        assert set(urls) <= {chat_url, f"{fake_engine.url}/v1/models"}
+        assert set(urls) <= {chat_url, f"{fake_engine.url}/v1/models", f"{fake_engine.url}/props"}
         chat = engine_calls[urls.index(chat_url)]
         assert status_of(attributes(chat.attributes)) == 200
         assert server.start_time_unix_nano <= chat.start_time_unix_nano
