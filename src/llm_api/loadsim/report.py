@@ -404,6 +404,9 @@ def render(folder: Path, title: str = "Load simulator report", images: str = "")
         lines += relay_markdown(relay)
     if not (sweep or soak or relay):
         lines.append("No results yet: run `llm-api bench`.")
+    notes = folder / "notes.md"
+    if notes.exists():  # what people concluded from these figures, kept beside them
+        lines += ["", notes.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
