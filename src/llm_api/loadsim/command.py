@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import signal
 import time
 import urllib.parse
 from pathlib import Path
@@ -108,7 +109,12 @@ def add_bench_parser(commands: Any) -> None:
     )
 
 
+def _stop_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt  # unwinds the run: every process it started is stopped
+
+
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     console = Console(stderr=True)
     out: Path = REPO / "docs" / "bench" if args.docs else args.out
     out.mkdir(parents=True, exist_ok=True)
