@@ -11,6 +11,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import APIRouter, Depends
+from prometheus_client.parser import text_string_to_metric_families
 
 from llm_api.app import create_app
 from llm_api.auth.guard import Guard
@@ -83,10 +84,24 @@ async def test_both_streaming_routes_are_served_in_the_lane(fake_engine: FakeEng
 async def test_the_observer_labels_lane_requests_by_route(fake_engine: FakeEngine) -> None:
     app = create_app(gateway_settings(fake_engine.url, metrics_public=True))
     async with serving(app) as (http, _):
+        # The counters are the process's: other tests' requests are in them already.
+        before = _requests_by_route((await http.get("/metrics")).text)
         await http.post("/api/chat/stream", json=CHAT)
-        metrics = (await http.get("/metrics")).text
-    assert 'route="/api/chat/stream"' in metrics
-    assert 'route="unmatched"' not in metrics
+        after = _requests_by_route((await http.get("/metrics")).text)
+    assert after.get("/api/chat/stream", 0) == before.get("/api/chat/stream", 0) + 1
+    assert after.get("unmatched", 0) == before.get("unmatched", 0)
+
+
+def _requests_by_route(exposition: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        if family.name != "llm_api_requests":
+            continue
+        for sample in family.samples:
+            if sample.name == "llm_api_requests_total":
+                route = sample.labels["route"]
+                counts[route] = counts.get(route, 0.0) + sample.value
+    return counts
 
 
 @pytest.mark.parametrize(
