@@ -4,7 +4,7 @@ One gateway (uvicorn, one worker, SQLite store in a temporary folder) in this pr
 httpx client on loopback sends ``GET /api/sessions`` (a guarded route that reads the store)
 in interleaved rounds: key, cookie, key, cookie, … so machine noise hits both sides alike.
 The figure is the same-run difference of the medians and their ratio. The session is not
-cached: every cookie request reads the session joined with its user (and their groups), so
+cached: every cookie request reads the session joined with its user (one query), so
 that a revoked session or a disabled user fails on the very next request; the key path reads
 its key the same way. Sign-in is timed with the Argon2id parameters given (the production
 defaults unless overridden), between the rounds.
@@ -104,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "cookie_over_key": round(cookie_p50 / key_p50, 3),
         "key_p99_ms": round(sorted(key_side)[int(len(key_side) * 0.99)] * 1000, 3),
         "cookie_p99_ms": round(sorted(cookie_side)[int(len(cookie_side) * 0.99)] * 1000, 3),
-        "session_cache": "none (session + user + groups read on every request)",
+        "session_cache": "none (session joined with its user, read on every request)",
         "logins": len(logins),
         "login_p50_ms": round(statistics.median(logins) * 1000, 1),
         "argon2id": {"time_cost": args.time_cost, "memory_kib": args.memory_kib, "parallelism": 1},

@@ -43,6 +43,7 @@ from llm_api.openai.router import CompletionsLane
 from llm_api.openai.router import router as openai_router
 from llm_api.openai.service import OpenAIRelay, RelayLimits
 from llm_api.people.admin_router import router as people_admin_router
+from llm_api.people.keys_router import router as own_keys_router
 from llm_api.people.router import proxied as auth_proxied_router
 from llm_api.people.router import public as auth_public_router
 from llm_api.people.router import signed_in as auth_signed_in_router
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     app.include_router(auth_public_router)
     app.include_router(auth_proxied_router)
     app.include_router(auth_signed_in_router)
+    app.include_router(own_keys_router)
     admin = guard("admin")
     app.include_router(people_admin_router, dependencies=admin, responses=guarded)
     app.include_router(observability_router, dependencies=admin, responses=guarded)

@@ -21,7 +21,7 @@ CHAT = {"messages": [{"role": "user", "content": HEBREW}]}
 ALLOWLIST = {"/ping", "/api/health"}
 # Who may call each route that is not a key-scope route: anyone, or a browser session.
 PUBLIC = {"/api/auth/methods", "/api/auth/login", "/api/auth/me", "/", "/assets/{name}"}
-SIGNED_IN = {"/api/auth/logout"}
+SIGNED_IN = {"/api/auth/logout", "/api/keys", "/api/keys/{key_id}"}
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 

@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_api.auth.keys import SCOPES, ApiKey
+from llm_api.auth.keys import ROLE_SCOPES, SCOPES, ApiKey
 from llm_api.auth.limits import message_limit_error
 from llm_api.chat.store import DEFAULT_OWNER
 from llm_api.errors import BadRequest, CsrfRejected, Forbidden, InvalidRequest, Unauthorized
@@ -51,7 +51,6 @@ class Principal:
     session: BrowserSession | None = None
 
 
-ROLE_SCOPES = {"admin": frozenset(SCOPES), "member": frozenset(("chat", "email"))}
 _UNSAFE = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 

@@ -9,6 +9,8 @@ revoking alice's key and creating a new one for alice keeps her conversations.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -28,12 +30,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llm_api.db.database import Database
 from llm_api.db.errors import ErrorWords
 from llm_api.db.metadata import metadata
 from llm_api.db.types import UTCDateTime, utcnow
 from llm_api.errors import StoreUnavailable
+from llm_api.people.tables import users
 from llm_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +63,9 @@ api_keys = Table(
     Column("last_used_at", UTCDateTime(), nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("user_id", Integer, nullable=True),  # the person the key belongs to (0007)
     Index("ix_api_keys_name", "name"),
+    Index("ix_api_keys_user", "user_id"),
 )
 
 
@@ -81,6 +87,18 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    user_id: int | None = None
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "owner": self.name,
+            "prefix": self.prefix,
+            "scopes": sorted(self.scopes),
+            "created_at": self.created_at.isoformat(),
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+            "revoked": self.revoked,
+        }
 
 
 def hash_key(raw: str) -> bytes:
@@ -110,7 +128,25 @@ def _row(row: object) -> ApiKey:
         created_at=row.created_at,  # type: ignore[attr-defined]
         last_used_at=row.last_used_at,  # type: ignore[attr-defined]
         revoked=row.revoked,  # type: ignore[attr-defined]
+        user_id=row.user_id,  # type: ignore[attr-defined]
     )
+
+
+ROLE_SCOPES = {"admin": frozenset(SCOPES), "member": frozenset(("chat", "email"))}
+
+
+async def _owner_for(conn: AsyncConnection, name: str, scopes: frozenset[str]) -> int:
+    """The user a key named ``name`` belongs to, made (no password) if there is none."""
+    found = (await conn.execute(select(users.c.id).where(users.c.username == name))).first()
+    if found is not None:
+        return int(found.id)
+    result = await conn.execute(
+        insert(users).values(
+            username=name, display_name=name, role="admin" if "admin" in scopes else "member",
+            status="active", source="local", created_at=utcnow(),
+        )
+    )  # fmt: skip
+    return int(result.inserted_primary_key[0])  # type: ignore[index]  # one key column
 
 
 class KeyStore:
@@ -128,15 +164,23 @@ class KeyStore:
         *,
         rpm: int | None = None,
         max_streams: int | None = None,
+        user_id: int | None = None,
     ) -> tuple[str, ApiKey]:
-        """A new key; the raw key is returned here and never stored or shown again."""
+        """A new key; the raw key is returned here and never stored or shown again.
+
+        With ``user_id`` (a person's own key, ``POST /api/keys``) a person may hold several;
+        the operator's ``llm-api keys create`` keeps one active key per name and links the key
+        to the user of that name, making that user (no password) if there is none.
+        """
         raw = new_key()
         async with self.db.write(_WORDS) as conn:
-            active = await conn.execute(
-                select(api_keys.c.id).where(api_keys.c.name == name, ~api_keys.c.revoked)
-            )
-            if active.first() is not None:
-                raise KeyAdminError(f"an active key named {name!r} exists; revoke it first")
+            if user_id is None:
+                active = await conn.execute(
+                    select(api_keys.c.id).where(api_keys.c.name == name, ~api_keys.c.revoked)
+                )
+                if active.first() is not None:
+                    raise KeyAdminError(f"an active key named {name!r} exists; revoke it first")
+                user_id = await _owner_for(conn, name, scopes)
             await conn.execute(
                 insert(api_keys).values(
                     name=name,
@@ -147,6 +191,7 @@ class KeyStore:
                     max_streams=max_streams,
                     created_at=utcnow(),
                     revoked=False,
+                    user_id=user_id,
                 )
             )
             row = (
@@ -184,13 +229,41 @@ class KeyStore:
         digest = hash_key(raw)
         async with self.db.read(_WORDS) as conn:
             row = (
-                await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
+                await conn.execute(
+                    select(api_keys, users.c.role, users.c.status)
+                    .outerjoin(users, users.c.id == api_keys.c.user_id)
+                    .where(api_keys.c.key_hash == digest)
+                )
             ).first()
         if row is None or not hmac.compare_digest(bytes(row.key_hash), digest) or row.revoked:
             return None
+        if row.user_id is not None and row.status != "active":
+            return None  # a disabled person's keys stop with their browser sessions
         key = _row(row)
+        if row.user_id is not None:
+            # Never wider than the person's role, as it is now (a demotion counts at once).
+            allowed = ROLE_SCOPES.get(row.role or "", frozenset())
+            key = dataclasses.replace(key, scopes=key.scopes & allowed)
         await self._touch(key)
         return key
+
+    async def of_user(self, user_id: int) -> builtins.list[ApiKey]:  # list: a method here
+        async with self.db.read(_WORDS) as conn:
+            rows = await conn.execute(
+                select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id)
+            )
+            return [_row(r) for r in rows]
+
+    async def revoke_own(self, key_id: int, user_id: int) -> bool:
+        """Revoke key ``key_id`` if it is ``user_id``'s and active; False otherwise (the
+        caller answers 404 alike for another person's key and a missing one)."""
+        async with self.db.write(_WORDS) as conn:
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.user_id == user_id, ~api_keys.c.revoked)
+                .values(revoked=True, revoked_at=utcnow())
+            )
+        return bool(result.rowcount)
 
     async def _touch(self, key: ApiKey) -> None:
         now = datetime.now(UTC)

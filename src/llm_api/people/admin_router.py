@@ -29,6 +29,7 @@ from llm_api.people.schemas import (
     UserUpdate,
 )
 from llm_api.people.service import People
+from llm_api.state import AppState
 
 router = APIRouter(
     prefix="/api/admin",
@@ -98,6 +99,13 @@ async def update_user(
     await _audit(people, request, principal.name, "user_updated", user.username,
                  fields=changed, role=updated.role, status=updated.status)  # fmt: skip
     return UserPublic(**updated.public())
+
+
+@router.get("/keys")
+async def list_all_keys(request: Request) -> dict[str, list[dict[str, object]]]:
+    """Every key (never a secret): owner, prefix, scopes, last use, revoked."""
+    keys = AppState.of(request).keys
+    return {"keys": [k.public() for k in await keys.list()]}
 
 
 @router.get("/groups", response_model=GroupList)
