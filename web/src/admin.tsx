@@ -68,7 +68,7 @@ export function Admin() {
         <table>
           <thead><tr><th>{t("username")}</th><th>{t("role")}</th><th>{t("status")}</th><th>{t("source")}</th><th>{t("groups")}</th><th /></tr></thead>
           <tbody>{users.map((u) => (
-            <tr key={u.id}><td dir="auto">{u.display_name ?? u.username}</td><td>{u.role}</td><td>{u.status}</td>
+            <tr key={u.id}><td dir="auto">{u.display_name || u.username}</td><td>{u.role}</td><td>{u.status}</td>
               <td>{u.source === "ldap" ? "LDAP" : u.source}</td><td>{u.groups.join(", ")}</td>
               <td><button type="button" onClick={() => void toggle(u)}>{u.status === "active" ? "⏸" : "▶"}</button></td></tr>
           ))}</tbody>

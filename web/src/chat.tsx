@@ -86,13 +86,15 @@ export function Chat() {
     return () => removeEventListener("keydown", keys);
   });
 
-  async function ask(history: Msg[]) {
+  async function ask(turns: Msg[]) {
     setBanner(null);
+    // Reloading comes back to this conversation, from the server.
+    if (location.hash !== `#/c/${sessionId}`) history.replaceState(null, "", `#/c/${sessionId}`);
     const controller = new AbortController();
     abort.current = controller;
     setBusy(true);
     const reply: Msg = { role: "assistant", content: "", status: "streaming" };
-    let shown = [...history, reply];
+    let shown = [...turns, reply];
     setMessages(shown);
     let pending = "";
     let frame = 0;
@@ -105,7 +107,7 @@ export function Chat() {
     };
     try {
       await stream("/api/chat/stream", {
-        messages: history.map(({ role, content }) => ({ role, content })),
+        messages: turns.map(({ role, content }) => ({ role, content })),
         session_id: sessionId, language, stream: true,
       }, controller.signal, (event) => {
         if (event.type === "content" && event.content) {
