@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import httpx
 import orjson
@@ -108,6 +109,24 @@ async def test_explicit_language_and_client_system_message_win(
     assert "עברית" in forced["messages"][0]["content"]
     assert custom["messages"][0] == {"role": "system", "content": "Be terse."}
     assert len(custom["messages"]) == 2
+
+
+@pytest.mark.parametrize("flavor", ["llamacpp", "vllm"])
+async def test_sampling_defaults_follow_the_engine(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, flavor: Literal["llamacpp", "vllm"]
+) -> None:
+    fake_engine.state.flavor = flavor
+    await stream_events(client, {"messages": [{"role": "user", "content": "ספר לי בדיחה"}]})
+    sent = fake_engine.state.requests[0]
+    if flavor == "llamacpp":
+        # The embedded base model loops without them (docs/clients-benchmarks.md).
+        assert sent["dry_multiplier"] == 0.8
+        assert sent["repeat_penalty"] == 1.1
+        assert sent["max_tokens"] == 512
+    else:
+        assert "dry_multiplier" not in sent
+        assert "repeat_penalty" not in sent
+        assert sent["max_tokens"] == 1024  # LLM_API_DEFAULT_MAX_TOKENS
 
 
 async def test_temperature_and_max_tokens_are_passed_on(

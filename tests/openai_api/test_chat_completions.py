@@ -42,7 +42,10 @@ async def test_plain_completion_with_sdk(sdk: openai.AsyncOpenAI, fake_engine: F
     assert sent["model"] == "fake-model"  # the alias is resolved to the served id
     assert sent["messages"] == [{"role": "user", "content": HEBREW}]
     assert sent["stream"] is False
-    assert sent["max_tokens"] == 1024  # the gateway's default when the client sets none
+    # The embedded engine's default when the client sets none (vLLM: LLM_API_DEFAULT_MAX_TOKENS)
+    assert sent["max_tokens"] == 512
+    # … and its anti-loop sampling (tests/chat/test_stream.py checks both engine kinds).
+    assert sent["dry_multiplier"] == 0.8
 
 
 async def test_served_model_id_works_too(sdk: openai.AsyncOpenAI, fake_engine: FakeEngine) -> None:

@@ -55,6 +55,7 @@ from llm_api.chat.store import (
 from llm_api.chat.titles import TitleWriter
 from llm_api.engine.client import EngineClient, JsonObject
 from llm_api.engine.models import ModelCatalog
+from llm_api.engine.sampling import engine_defaults
 from llm_api.errors import (
     ApiError,
     Conflict,
@@ -138,8 +139,7 @@ class ChatService:
         down or rejecting the prompt, store unavailable) fails here, before the caller has
         sent a byte to its client.
         """
-        max_tokens = request.max_tokens or self._limits.default_max_tokens
-        if max_tokens > self._limits.max_tokens_cap:
+        if request.max_tokens and request.max_tokens > self._limits.max_tokens_cap:
             raise InvalidRequest(
                 f"max_tokens must be at most {self._limits.max_tokens_cap}", param="max_tokens"
             )
@@ -166,6 +166,8 @@ class ChatService:
         ]
         new = [PromptMessage(m.role, m.content) for m in plan.new]
         model = await self._models.served()
+        default_max_tokens, sampling = engine_defaults(model, self._limits.default_max_tokens)
+        max_tokens = request.max_tokens or default_max_tokens
         fitted = await self._context.fit(
             system, candidates + new, budget=self._budget(model.max_model_len, max_tokens)
         )
@@ -174,6 +176,7 @@ class ChatService:
             "messages": [{"role": "system", "content": system}, *_alternating(fitted.messages)],
             "max_tokens": max_tokens,
             "stream_options": {"include_usage": True},
+            **sampling,
         }
         if request.temperature is not None:
             payload["temperature"] = request.temperature

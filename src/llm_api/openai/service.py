@@ -20,6 +20,7 @@ import orjson
 
 from llm_api.engine.client import EngineClient, JsonObject
 from llm_api.engine.models import ModelCatalog
+from llm_api.engine.sampling import engine_defaults
 from llm_api.errors import ApiError, BadRequest, EngineBadResponse, EngineRejected, ModelNotFound
 from llm_api.observability import metrics
 from llm_api.observability.context import RequestRecord
@@ -87,7 +88,8 @@ class OpenAIRelay:
                 upstream_status=400,
                 param="tools",
             )
-        max_tokens = request.requested_max_tokens or self._limits.default_max_tokens
+        default_max_tokens, sampling = engine_defaults(served, self._limits.default_max_tokens)
+        max_tokens = request.requested_max_tokens or default_max_tokens
         if max_tokens > self._limits.max_tokens_cap:
             param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
             raise BadRequest(f"{param} must be at most {self._limits.max_tokens_cap}", param=param)
@@ -97,6 +99,8 @@ class OpenAIRelay:
         payload.pop("stream_options", None)
         payload["model"] = served.id
         payload["max_tokens"] = max_tokens
+        for name, value in sampling.items():
+            payload.setdefault(name, value)  # the caller's own sampling fields win
         return payload
 
     async def complete(self, request: ChatCompletionRequest, record: RequestRecord) -> JsonObject:
