@@ -14,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm_api.auth.guard import PrincipalDep, SignedInGuard, client_address
 from llm_api.auth.keys import ROLE_SCOPES, KeyStore
 from llm_api.errors import Forbidden, NotFound
+from llm_api.json_body import JsonRoute
 from llm_api.people.deps import PeopleDep
 from llm_api.state import AppState
 
 router = APIRouter(
     prefix="/api/keys",
     tags=["keys"],
+    route_class=JsonRoute,
     dependencies=[Depends(SignedInGuard())],
     responses={401: {"description": "not signed in"}, 404: {"description": "no such key"}},
 )
